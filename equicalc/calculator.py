@@ -1,0 +1,162 @@
+"""``EquiCalc``: the ASE calculator for equicalc models.
+
+    from equicalc import EquiCalc
+    atoms.calc = EquiCalc("model.pth")
+    atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+
+Units and signs are ASE's: eV, Å, eV/Å, stress in eV/Å^3 (positive = tensile,
+Voigt order xx yy zz yz xz xy). Stress is available for fully periodic cells.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from .graph import AtomicGraph, check_atoms
+from .model_io import _dtype, load_model
+from .neighbors import SkinNeighborList
+from .nn.forces import compute_properties
+
+__all__ = ["EquiCalc"]
+
+_VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
+
+
+def _resolve_device(device) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    return dev
+
+
+class EquiCalc(Calculator):
+    """ASE calculator evaluating an equicalc model.
+
+    Args:
+        model: path to a ``model.pth`` or an already-built model (``build_model``/``load_model``).
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        dtype: ``None`` keeps the model's precision; ``"float32"`` or ``"float64"`` converts.
+        neighbor_backend: ``"auto"``, ``"torch"``, ``"vesin"`` or ``"torch_cluster"``.
+        skin: neighbour-list skin, Å: the list is built at ``r_max + skin`` and
+            reused while that is exact (0 rebuilds at every call).
+        max_edges_per_batch: memory budget of ``calculate_batch``: structures are
+            grouped so that one forward pass sees at most this many edges
+            (a single larger structure still runs alone).
+
+    Properties: ``energy``, ``free_energy`` (eV), ``energies`` (eV per atom),
+    ``forces`` (eV/Å), ``stress`` (eV/Å^3, Voigt; fully periodic cells only).
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        model,
+        device="auto",
+        dtype=None,
+        neighbor_backend: str = "auto",
+        skin: float = 0.5,
+        max_edges_per_batch: Optional[int] = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.device = _resolve_device(device)
+        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+            model = load_model(model, device=self.device)
+        elif not isinstance(model, torch.nn.Module) or not hasattr(model, "r_max"):
+            raise TypeError("EquiCalc: model must be a path to a model file or an equicalc model")
+        if dtype is not None:
+            model = model.to(_dtype(dtype))
+        self.model = model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.dtype = next(self.model.parameters()).dtype
+        self.r_max = float(self.model.r_max)
+        from ase.data import atomic_numbers
+
+        self.allowed_numbers = [atomic_numbers[s] for s in self.model.species]
+        self.neighbor_backend = neighbor_backend
+        self.skin = float(skin)
+        self.neighbors = SkinNeighborList(self.r_max, skin=self.skin, backend=neighbor_backend)
+        if max_edges_per_batch is None:
+            max_edges_per_batch = 4_000_000 if self.device.type == "cuda" else 400_000
+        self.max_edges_per_batch = int(max_edges_per_batch)
+
+    # -- single structure ------------------------------------------------------
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Evaluate energy, per-atom energies, forces and (periodic cells) stress."""
+        super().calculate(atoms, properties, system_changes)
+        check_atoms(self.atoms, self.allowed_numbers)
+        graph = AtomicGraph.from_atoms(self.atoms, device=self.device)
+        if "numbers" in system_changes or "pbc" in system_changes:
+            self.neighbors.reset()
+        graph = self.neighbors.update(graph)
+        self.results = self._evaluate(graph, [self.atoms])[0]
+
+    def _evaluate(self, graph, atoms_list) -> List[dict]:
+        periodic = graph.pbc.all(dim=1)
+        want_stress = bool(periodic.any())
+        out = compute_properties(self.model, graph, forces=True, stress=want_stress)
+        energy = out["energy"].detach().double().cpu().numpy()
+        energies = out["energies"].detach().double().cpu().numpy()
+        forces = out["forces"].detach().double().cpu().numpy()
+        stress = out["stress"].detach().double().cpu().numpy() if want_stress else None
+        results = []
+        start = 0
+        for b, atoms in enumerate(atoms_list):
+            n = len(atoms)
+            r = {
+                "energy": float(energy[b]),
+                "free_energy": float(energy[b]),
+                "energies": energies[start:start + n].copy(),
+                "forces": forces[start:start + n].copy(),
+            }
+            if stress is not None and bool(periodic[b]):
+                r["stress"] = stress[b][_VOIGT].copy()
+            results.append(r)
+            start += n
+        return results
+
+    # -- many structures ---------------------------------------------------------
+    def calculate_batch(self, atoms_list: Sequence, show_progress: bool = False) -> List[dict]:
+        """Evaluate many structures in batched forward passes.
+
+        Structures of any sizes and species mixes are grouped into passes of at
+        most ``max_edges_per_batch`` edges. Returns one dict per structure with
+        ``energy``, ``free_energy``, ``energies``, ``forces`` and, for fully
+        periodic cells, ``stress`` (ASE units, as ``calculate`` gives).
+        """
+        atoms_list = list(atoms_list)
+        if not atoms_list:
+            return []
+        for k, atoms in enumerate(atoms_list):
+            check_atoms(atoms, self.allowed_numbers, what=f"structure {k}")
+        graph = AtomicGraph.from_atoms_list(atoms_list, device=self.device).build_neighbors(
+            self.r_max, backend=self.neighbor_backend
+        )
+        edges_per = torch.bincount(graph.batch[graph.edge_index[0]], minlength=graph.num_graphs).cpu().tolist()
+        groups, current, count = [], [], 0
+        for k, e in enumerate(edges_per):
+            if current and count + e > self.max_edges_per_batch:
+                groups.append(current)
+                current, count = [], 0
+            current.append(k)
+            count += e
+        groups.append(current)
+        if len(groups) == 1:
+            return self._evaluate(graph, atoms_list)
+        from tqdm.auto import tqdm
+
+        results: List[dict] = []
+        for group in tqdm(groups, desc="calculate_batch", disable=not show_progress):
+            sub = [atoms_list[k] for k in group]
+            g = AtomicGraph.from_atoms_list(sub, device=self.device).build_neighbors(
+                self.r_max, backend=self.neighbor_backend
+            )
+            results.extend(self._evaluate(g, sub))
+        return results

@@ -1,0 +1,6 @@
+"""Equivariant networks, their shared pieces, and forces/stress by autograd."""
+from .forces import compute_properties
+from .nequip import NequIP
+from .radial import BesselBasis, RadialEmbedding, polynomial_envelope
+
+__all__ = ["NequIP", "compute_properties", "BesselBasis", "RadialEmbedding", "polynomial_envelope"]
