@@ -9,6 +9,7 @@ Voigt order xx yy zz yz xz xy). Stress is available for fully periodic cells.
 """
 from __future__ import annotations
 
+import copy
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -70,6 +71,8 @@ class EquiCalc(Calculator):
             model = load_model(model, device=self.device)
         elif not isinstance(model, torch.nn.Module) or not hasattr(model, "r_max"):
             raise TypeError("EquiCalc: model must be a path to a model file or an equicalc model")
+        else:
+            model = copy.deepcopy(model)  # the caller's model is never modified
         if dtype is not None:
             model = model.to(_dtype(dtype))
         self.model = model.to(self.device).eval()

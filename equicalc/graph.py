@@ -156,6 +156,7 @@ class AtomicGraph:
         pos = self.positions if positions is None else positions
         cell = self.cell if cell is None else cell
         i, j = self.edge_index[0], self.edge_index[1]
-        edge_cell = cell[self.batch[i]]  # (E, 3, 3)
+        # index_select: its backward (index_add) is deterministic on CPU
+        edge_cell = torch.index_select(cell, 0, torch.index_select(self.batch, 0, i))  # (E, 3, 3)
         shift_vec = torch.einsum("ek,ekl->el", self.shifts.to(pos.dtype), edge_cell)
-        return pos[j] - pos[i] + shift_vec
+        return torch.index_select(pos, 0, j) - torch.index_select(pos, 0, i) + shift_vec

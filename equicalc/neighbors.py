@@ -159,7 +159,7 @@ def _torch_backend(positions, cell, pbc, n_atoms, cutoff):
 def _vesin_backend(positions, cell, pbc, n_atoms, cutoff):
     from vesin import NeighborList
 
-    nl = NeighborList(cutoff=cutoff, full_list=True)
+    nl = NeighborList(cutoff=cutoff, full_list=True, sorted=True)  # deterministic pair order
     pos_np = positions.detach().cpu().numpy()
     cell_np = cell.detach().cpu().numpy()
     pbc_np = pbc.detach().cpu().numpy()

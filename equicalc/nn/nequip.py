@@ -70,7 +70,7 @@ class ConvLayer(nn.Module):
         sc = self.self_connection(h, onehot)
         x = self.linear_1(h)
         weights = self.radial_net(edge_emb)
-        msg = self.tp(x[neighbour], edge_sh, weights)
+        msg = self.tp(torch.index_select(x, 0, neighbour), edge_sh, weights)
         agg = torch.zeros((h.shape[0], msg.shape[1]), dtype=msg.dtype, device=msg.device)
         agg = agg.index_add_(0, centre, msg) * self.inv_sqrt_neighbors
         out = self.gate(self.linear_2(agg) + sc)

@@ -1,0 +1,51 @@
+"""Shared fixtures: small float64 models and random Cu–Zr structures."""
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+
+from equicalc import build_model
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def small_model(dtype="float64", seed=0, **kwargs):
+    """A tiny NequIP model, fast enough for many evaluations in tests."""
+    cfg = dict(species=["Cu", "Zr"], r_max=4.0, l_max=2, num_layers=2, num_features=8, num_basis=6,
+               radial_hidden=16, avg_num_neighbors=12.0, scales={"Cu": 0.3, "Zr": 0.4},
+               shifts={"Cu": -3.5, "Zr": -6.2})
+    cfg.update(kwargs)
+    return build_model(dtype=dtype, seed=seed, **cfg)
+
+
+def random_cuzr(n_rep=2, a=3.3, seed=0, rattle=0.15, zr_fraction=0.36):
+    """A rattled Cu–Zr fcc-like supercell with a random triclinic distortion."""
+    rng = np.random.default_rng(seed)
+    atoms = bulk("Cu", "fcc", a=a, cubic=True) * (n_rep, n_rep, n_rep)
+    atoms.numbers[rng.random(len(atoms)) < zr_fraction] = 40
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.05 * rng.normal(size=(3, 3))), scale_atoms=True)
+    atoms.positions += rng.normal(scale=rattle, size=atoms.positions.shape)
+    return atoms
+
+
+def cuzr_cluster(n=8, seed=0):
+    """A non-periodic Cu–Zr cluster with sensible interatomic distances."""
+    rng = np.random.default_rng(seed)
+    pos = []
+    while len(pos) < n:
+        p = rng.uniform(0, 4.5, 3)
+        if all(np.linalg.norm(p - q) > 2.2 for q in pos):
+            pos.append(p)
+    numbers = [29 if rng.random() > 0.4 else 40 for _ in range(n)]
+    return Atoms(numbers=numbers, positions=pos)
+
+
+@pytest.fixture(scope="session")
+def model64():
+    return small_model()
+
+
+@pytest.fixture(scope="session")
+def model32():
+    return small_model(dtype="float32")
