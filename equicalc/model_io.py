@@ -67,7 +67,10 @@ def build_model(architecture: str = "nequip", species=("Cu", "Zr"), dtype="float
     finally:
         if seed is not None:
             torch.random.set_rng_state(state)
-    return model.to(dt)
+    model = model.to(dt)
+    # set after the conversion so that float64 models hold the given values exactly
+    model.scale_shift.set(scales=kwargs.get("scales"), shifts=kwargs.get("shifts"))
+    return model
 
 
 def _model_dtype(model) -> str:

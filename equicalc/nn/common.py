@@ -59,9 +59,8 @@ class SpeciesScaleShift(nn.Module):
             table[atomic_numbers[s]] = t
         self.register_buffer("type_of_number", table, persistent=False)
         n = len(self.species)
-        # float64 so that a float64 model keeps the given values exactly
-        self.scales = nn.Parameter(torch.tensor(scales if scales is not None else [1.0] * n, dtype=torch.float64))
-        self.shifts = nn.Parameter(torch.tensor(shifts if shifts is not None else [0.0] * n, dtype=torch.float64))
+        self.scales = nn.Parameter(torch.tensor(scales if scales is not None else [1.0] * n, dtype=torch.get_default_dtype()))
+        self.shifts = nn.Parameter(torch.tensor(shifts if shifts is not None else [0.0] * n, dtype=torch.get_default_dtype()))
 
     def types(self, numbers: torch.Tensor) -> torch.Tensor:
         """Type index (0..S-1) of every atom from its atomic number."""
@@ -82,4 +81,4 @@ class SpeciesScaleShift(nn.Module):
                 per_species_values(values, self.species, 0.0, name)  # checks the names
                 current.update({k: float(v) for k, v in values.items()})
                 values = [current[s] for s in self.species]
-            param.copy_(torch.tensor(per_species_values(values, self.species, 0.0, name), dtype=torch.float64))
+            param.copy_(torch.tensor(per_species_values(values, self.species, 0.0, name), dtype=torch.float64).to(param.dtype))

@@ -1,0 +1,90 @@
+"""Milliseconds per ASE MD step with EquiCalc (energy, forces and stress every step).
+
+Cu64Zr36 cells of 108, 500 and 2000 atoms at the glass density (16.3 Å^3/atom),
+a freshly initialised NequIP model at the reference size (l_max 1, 3 layers,
+32 features, r_max 5 Å, parity on), float32 and float64. For each case it
+prints the time per velocity-Verlet step and the share of it spent outside the
+network (neighbour list, Atoms <-> tensor conversion, ASE's integrator).
+
+    python benchmarks/md_step.py [--sizes 108 500 2000] [--steps 10] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from ase import Atoms, units
+from ase.md.velocitydistribution import thermalize_momenta
+from ase.md.verlet import VelocityVerlet
+
+from equicalc import EquiCalc, build_model
+import equicalc.calculator as calculator_module
+
+
+def cuzr_cell(n_atoms: int, seed: int = 0, volume_per_atom: float = 16.3) -> Atoms:
+    """A random Cu64Zr36 arrangement on a jittered simple-cubic grid of ``n_atoms`` sites."""
+    rng = np.random.default_rng(seed)
+    side = int(round(n_atoms ** (1 / 3)))
+    while side ** 3 < n_atoms:
+        side += 1
+    grid = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_atoms]
+    length = (n_atoms * volume_per_atom) ** (1 / 3)
+    numbers = np.full(n_atoms, 29)
+    numbers[rng.permutation(n_atoms)[: int(round(0.36 * n_atoms))]] = 40
+    pos = (grid + 0.5 + rng.normal(scale=0.08, size=grid.shape)) * length / side
+    return Atoms(numbers=numbers, positions=pos, cell=[length] * 3, pbc=True)
+
+
+def time_md(model, n_atoms: int, steps: int, dtype: str):
+    atoms = cuzr_cell(n_atoms)
+    calc = EquiCalc(model, dtype=dtype, device="cpu")
+    atoms.calc = calc
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(1))
+    network = []
+    original = calculator_module.compute_properties
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = original(*args, **kwargs)
+        network.append(time.perf_counter() - t0)
+        return out
+
+    calculator_module.compute_properties = timed
+    try:
+        dyn = VelocityVerlet(atoms, 1.0 * units.fs)
+        dyn.attach(atoms.get_stress, interval=1)  # stress every step, as NPT would need
+        dyn.run(2)  # warm-up
+        network.clear()
+        t0 = time.perf_counter()
+        dyn.run(steps)
+        total = (time.perf_counter() - t0) / steps
+    finally:
+        calculator_module.compute_properties = original
+    net = sum(network) / steps
+    edges = int(calc.neighbors._ref["edge_index"].shape[1]) if calc.neighbors._ref else 0
+    return total * 1e3, 1.0 - net / total, edges
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[108, 500, 2000])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = build_model(species=["Cu", "Zr"], r_max=5.0, l_max=1, parity=True, num_layers=3,
+                        num_features=32, avg_num_neighbors=32.0, seed=0)
+    print(f"equicalc MD step, CPU, {torch.get_num_threads()} threads, NequIP l_max 1, 3 layers, 32 features, r_max 5 Å")
+    print(f"{'atoms':>6} {'dtype':>8} {'ms/step':>9} {'outside net':>12} {'list pairs':>11}")
+    for n in args.sizes:
+        for dtype in ("float32", "float64"):
+            steps = max(2, args.steps if n <= 500 else args.steps // 2)
+            ms, outside, edges = time_md(model, n, steps, dtype)
+            print(f"{n:>6} {dtype:>8} {ms:>9.1f} {outside:>11.1%} {edges:>11}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
