@@ -38,7 +38,7 @@ __all__ = ["neighbor_list", "available_backends", "SkinNeighborList"]
 BACKENDS = ("torch", "vesin", "torch_cluster")
 
 # Upper bound on candidate pairs handled at once by the torch backend.
-_TORCH_CHUNK = 1 << 22
+_TORCH_CHUNK = 1 << 20
 
 
 def available_backends() -> list:

@@ -66,9 +66,9 @@ def test_stress_is_strain_derivative(model64):
     assert np.allclose(stress, stress.T)
 
 
-@pytest.mark.parametrize("parity", [True, False])
-def test_rotation_translation_permutation(parity):
-    model = small_model(parity=parity, seed=4)
+@pytest.mark.parametrize("parity, l_max", [(True, 1), (True, 2), (False, 1), (False, 3)])
+def test_rotation_translation_permutation(parity, l_max):
+    model = small_model(parity=parity, l_max=l_max, seed=4)
     rng = np.random.default_rng(5)
     atoms = random_cuzr(seed=5)
     calc = EquiCalc(model, skin=0.0)
