@@ -15,30 +15,17 @@ import time
 
 import numpy as np
 import torch
-from ase import Atoms, units
+from ase import units
 from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from equicalc import EquiCalc, build_model
+from equicalc.cli import cuzr_liquid_cell
 import equicalc.calculator as calculator_module
 
 
-def cuzr_cell(n_atoms: int, seed: int = 0, volume_per_atom: float = 16.3) -> Atoms:
-    """A random Cu64Zr36 arrangement on a jittered simple-cubic grid of ``n_atoms`` sites."""
-    rng = np.random.default_rng(seed)
-    side = int(round(n_atoms ** (1 / 3)))
-    while side ** 3 < n_atoms:
-        side += 1
-    grid = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_atoms]
-    length = (n_atoms * volume_per_atom) ** (1 / 3)
-    numbers = np.full(n_atoms, 29)
-    numbers[rng.permutation(n_atoms)[: int(round(0.36 * n_atoms))]] = 40
-    pos = (grid + 0.5 + rng.normal(scale=0.08, size=grid.shape)) * length / side
-    return Atoms(numbers=numbers, positions=pos, cell=[length] * 3, pbc=True)
-
-
 def time_md(model, n_atoms: int, steps: int, dtype: str):
-    atoms = cuzr_cell(n_atoms)
+    atoms = cuzr_liquid_cell(n_atoms)
     calc = EquiCalc(model, dtype=dtype, device="cpu")
     atoms.calc = calc
     thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(1))

@@ -142,7 +142,8 @@ class EquiCalc(Calculator):
         graph = AtomicGraph.from_atoms_list(atoms_list, device=self.device).build_neighbors(
             self.r_max, backend=self.neighbor_backend
         )
-        edges_per = torch.bincount(graph.batch[graph.edge_index[0]], minlength=graph.num_graphs).cpu().tolist()
+        edge_batch = graph.batch[graph.edge_index[0]]
+        edges_per = torch.bincount(edge_batch, minlength=graph.num_graphs).cpu().tolist()
         groups, current, count = [], [], 0
         for k, e in enumerate(edges_per):
             if current and count + e > self.max_edges_per_batch:
@@ -155,11 +156,15 @@ class EquiCalc(Calculator):
             return self._evaluate(graph, atoms_list)
         from tqdm.auto import tqdm
 
+        # each pass reuses its structures' part of the neighbour list built above
+        atom_start = (torch.cumsum(graph.n_atoms, 0) - graph.n_atoms).tolist()
         results: List[dict] = []
         for group in tqdm(groups, desc="calculate_batch", disable=not show_progress):
-            sub = [atoms_list[k] for k in group]
-            g = AtomicGraph.from_atoms_list(sub, device=self.device).build_neighbors(
-                self.r_max, backend=self.neighbor_backend
+            first, last = group[0], group[-1]
+            sub = atoms_list[first:last + 1]
+            mask = (edge_batch >= first) & (edge_batch <= last)
+            g = AtomicGraph.from_atoms_list(sub, device=self.device).with_edges(
+                graph.edge_index[:, mask] - atom_start[first], graph.shifts[mask]
             )
             results.extend(self._evaluate(g, sub))
         return results

@@ -95,7 +95,6 @@ class ChannelwiseTensorProduct(nn.Module):
                 for i in g
             ]
             units.extend([g] if all(r == reach[0] for r in reach) else [[i] for i in g])
-        self.units = units
         self.unit_sizes = [sum(self.irreps_in[i][0] * self.irreps_in[i][1].dim for i in g) for g in units]
         paths, out_irreps, w_offset = [], [], 0
         for unit_index, g in enumerate(units):
@@ -109,7 +108,8 @@ class ChannelwiseTensorProduct(nn.Module):
                     cg = o3.wigner_3j(l1, ir_sh.l, l3, dtype=torch.float64) * (2 * l3 + 1) ** 0.5
                     kind, const = _classify(cg, l1, ir_sh.l, l3)
                     name = f"cg_{len(paths)}"
-                    self.register_buffer(name, cg.to(torch.get_default_dtype()))
+                    # derived from (l1, l2, l3): not part of the saved weights
+                    self.register_buffer(name, cg.to(torch.get_default_dtype()), persistent=False)
                     paths.append((unit_index, j, kind, const, channels, 2 * l1 + 1, 2 * l3 + 1, name))
                     out_irreps.extend((self.irreps_in[i][0], ir) for i, ir in zip(g, outs))
                     w_offset += channels
