@@ -1,5 +1,8 @@
-"""Command line: ``equicalc md`` (more commands arrive with training and analysis).
+"""Command line: ``equicalc train | eval | deploy | md``.
 
+    equicalc train config.yaml            # fit a model; --restart resumes
+    equicalc eval model.pth data.extxyz   # error table, optional predictions and parity plot
+    equicalc deploy checkpoint.pt model.pth
     equicalc md --atoms 500 --steps 200 --temperature 1500
 """
 from __future__ import annotations
@@ -94,9 +97,119 @@ def cmd_md(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train import load_config, train
+
+    cfg = load_config(args.config)
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    if args.device:
+        cfg.training.device = args.device
+    summary = train(cfg, restart=args.restart, show_progress=not args.quiet)
+    return 0 if summary["epoch"] > 0 else 1
+
+
+def cmd_eval(args) -> int:
+    from .data import GraphDataset, read_frames
+    from .model_io import load_model
+    from .train.metrics import error_metrics, format_metrics, parity_plot, predict
+
+    device = torch_device(args.device)
+    model = load_model(args.model, device=device)
+    frames = read_frames(args.data, energy_key=args.energy_key, forces_key=args.forces_key,
+                         stress_key=args.stress_key or None)
+    from ase.data import atomic_numbers
+
+    allowed = {atomic_numbers[s] for s in model.species}
+    for f in frames:
+        extra = set(f.atoms.numbers.tolist()) - allowed
+        if extra:
+            from ase.data import chemical_symbols
+
+            raise ValueError(f"{f.source}: species {[chemical_symbols[z] for z in sorted(extra)]} "
+                             f"are not in the model ({model.species})")
+    data = GraphDataset(frames, model.r_max)
+    arrays = predict(model, data, batch_size=args.batch_size, device=device, show_progress=not args.quiet).arrays()
+    print(format_metrics(error_metrics(arrays, per_species=True), f"{args.data}: {len(frames)} frames, {args.model}"))
+    if args.plot:
+        parity_plot(arrays, args.plot, title=str(args.data))
+        print(f"parity plot written to {args.plot}")
+    if args.output:
+        write_predictions(frames, arrays, args.output)
+        print(f"predictions written to {args.output}")
+    return 0
+
+
+def torch_device(name: str):
+    """A torch device from 'auto', 'cpu', 'cuda'..."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def write_predictions(frames, arrays, path) -> None:
+    """Frames as extxyz with reference labels and the model's ``pred_energy``/``pred_forces``/``pred_stress``."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from .data import voigt
+
+    if not np.array_equal(arrays["index"], np.arange(len(frames))):
+        raise RuntimeError("predictions are not in the order of the frames")
+    starts = np.concatenate([[0], np.cumsum(arrays["n_atoms"])]).astype(int)
+    out, k_stress = [], 0
+    for k, f in enumerate(frames):
+        atoms = f.atoms.copy()
+        labels = {"energy": f.energy, "forces": f.forces}
+        atoms.info["pred_energy"] = float(arrays["energy_pred"][k])
+        atoms.arrays["pred_forces"] = arrays["forces_pred"][starts[k]:starts[k + 1]]
+        if f.stress is not None:
+            labels["stress"] = voigt(f.stress)
+            if arrays["stress_pred"].size:
+                atoms.info["pred_stress"] = voigt(arrays["stress_pred"][k_stress].reshape(3, 3))
+                k_stress += 1
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        out.append(atoms)
+    write(path, out, format="extxyz")
+
+
+def cmd_deploy(args) -> int:
+    from .train.checkpoint import deploy
+
+    deploy(args.checkpoint, args.model, ema=not args.no_ema)
+    print(f"model written to {args.model}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equicalc", description="Equivariant interatomic potentials for ASE.")
     sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train a model from a YAML config")
+    tr.add_argument("config", help="YAML config (see the README's config reference)")
+    tr.add_argument("--restart", action="store_true", help="resume from <run_dir>/checkpoint_last.pt")
+    tr.add_argument("--run-dir", help="override run_dir of the config")
+    tr.add_argument("--device", help="override training.device (auto, cpu, cuda)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
+    ev = sub.add_parser("eval", help="errors of a model on labelled frames")
+    ev.add_argument("model", help="model file")
+    ev.add_argument("data", help="labelled frames (extxyz or any ase.io.read format)")
+    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--output", help="write frames with predictions (pred_energy, pred_forces, pred_stress) as extxyz")
+    ev.add_argument("--plot", help="write a parity plot (PNG)")
+    ev.add_argument("--energy-key", default="energy")
+    ev.add_argument("--forces-key", default="forces")
+    ev.add_argument("--stress-key", default="stress", help="'' to ignore stress")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+    dp = sub.add_parser("deploy", help="turn a training checkpoint into a model file")
+    dp.add_argument("checkpoint", help="checkpoint_best.pt or checkpoint_last.pt of a run")
+    dp.add_argument("model", help="model file to write")
+    dp.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their moving average")
+    dp.set_defaults(func=cmd_deploy)
     md = sub.add_parser("md", help="run ASE molecular dynamics of a Cu–Zr cell with a model")
     md.add_argument("--model", help="model file (default: a freshly initialised Cu–Zr model)")
     md.add_argument("--atoms", type=int, default=108, help="number of atoms (default 108)")
@@ -121,7 +234,11 @@ def main(argv=None) -> int:
     if getattr(args, "steps", 1) < 0 or getattr(args, "atoms", 1) < 1:
         print("equicalc: --steps must be >= 0 and --atoms >= 1", file=sys.stderr)
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"equicalc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

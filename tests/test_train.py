@@ -1,0 +1,250 @@
+"""Training: data reading, statistics, config checks, learning, restart, eval and deploy."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.io import write
+
+from equicalc import load_model
+from equicalc.cli import main
+from equicalc.data import GraphDataset, dataset_statistics, read_frames, split_indices
+from equicalc.train import config_from_dict, config_reference, load_config, train
+from equicalc.train.checkpoint import load_checkpoint
+
+
+def emt_frames(n, seed=0):
+    """Rattled, strained Cu–Au fcc cells labelled with ASE's EMT (energy, forces, stress)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
+        atoms.numbers[rng.random(len(atoms)) < 0.3] = 79
+        strain = np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))
+        atoms.set_cell(atoms.cell.array @ (0.5 * (strain + strain.T)), scale_atoms=True)
+        atoms.positions += rng.normal(scale=0.12, size=atoms.positions.shape)
+        atoms.calc = EMT()
+        atoms.get_potential_energy(), atoms.get_stress()
+        frames.append(atoms)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def emt_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("emt")
+    write(d / "train.extxyz", emt_frames(40, seed=1))
+    write(d / "val.extxyz", emt_frames(10, seed=2))
+    return d
+
+
+def tiny_config(emt_files, run_dir, **training):
+    t = dict(batch_size=4, max_epochs=3, lr=0.01, num_threads=2)
+    t.update(training)
+    return config_from_dict({
+        "run_dir": str(run_dir),
+        "data": {"train": "train.extxyz", "val": "val.extxyz"},
+        "model": {"r_max": 4.0, "l_max": 1, "num_layers": 2, "num_features": 8, "num_basis": 6,
+                  "radial_hidden": 16, "dtype": "float64"},
+        "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0},
+        "training": t,
+    }, base_dir=emt_files)
+
+
+def test_read_frames_and_errors(tmp_path):
+    frames = emt_frames(3)
+    write(tmp_path / "ok.extxyz", frames)
+    got = read_frames(tmp_path / "ok.extxyz")
+    assert len(got) == 3
+    np.testing.assert_allclose(got[1].forces, frames[1].get_forces(), atol=1e-8)
+    np.testing.assert_allclose(got[2].energy, frames[2].get_potential_energy())
+    assert got[0].stress.shape == (3, 3)
+    # a frame without forces is named with its file and index
+    bad = [a.copy() for a in frames]
+    for a, f in zip(bad, frames):
+        a.info["energy"] = f.get_potential_energy()
+    bad[0].arrays["forces"] = frames[0].get_forces()
+    bad[2].arrays["forces"] = frames[2].get_forces()
+    write(tmp_path / "bad.extxyz", bad)
+    with pytest.raises(ValueError, match=r"bad.extxyz, frame 1: no forces"):
+        read_frames(tmp_path / "bad.extxyz")
+    # NaN in forces
+    nan = frames[0].copy()
+    f = frames[0].get_forces().copy()
+    f[3, 1] = np.nan
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    nan.calc = SinglePointCalculator(nan, energy=1.0, forces=f)
+    write(tmp_path / "nan.extxyz", [frames[1], nan])
+    with pytest.raises(ValueError, match=r"frame 1: forces contain NaN"):
+        read_frames(tmp_path / "nan.extxyz")
+    with pytest.raises(FileNotFoundError):
+        read_frames(tmp_path / "missing.extxyz")
+
+
+def test_custom_keys_and_voigt_or_3x3_stress(tmp_path):
+    frames = emt_frames(2)
+    out = []
+    for k, a in enumerate(frames):
+        b = a.copy()
+        b.info["REF_energy"] = a.get_potential_energy()
+        b.arrays["REF_forces"] = a.get_forces()
+        s = a.get_stress(voigt=False)
+        b.info["REF_stress"] = s.ravel() if k == 0 else a.get_stress()
+        out.append(b)
+    write(tmp_path / "ref.extxyz", out)
+    got = read_frames(tmp_path / "ref.extxyz", energy_key="REF_energy", forces_key="REF_forces",
+                      stress_key="REF_stress")
+    for g, a in zip(got, frames):
+        np.testing.assert_allclose(g.stress, a.get_stress(voigt=False), atol=1e-12)
+        np.testing.assert_allclose(g.forces, a.get_forces(), atol=1e-8)
+
+
+def test_split_indices():
+    parts = split_indices(100, [0, 0.1, 5], seed=3)
+    assert [len(p) for p in parts] == [85, 10, 5]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(100))
+    again = split_indices(100, [0, 0.1, 5], seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    with pytest.raises(ValueError):
+        split_indices(10, [0, 6, 5])
+
+
+def test_statistics_recover_per_species_energies():
+    from ase import Atoms
+
+    from equicalc.data import Frame
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(20):
+        n_cu, n_au = rng.integers(1, 10, 2)
+        atoms = Atoms(["Cu"] * n_cu + ["Au"] * n_au, positions=rng.uniform(0, 20, (n_cu + n_au, 3)))
+        e = -3.5 * n_cu - 2.0 * n_au
+        frames.append(Frame(atoms, e, rng.normal(size=(len(atoms), 3)), None))
+    stats = dataset_statistics(frames, r_max=3.0)
+    assert stats["species"] == ["Cu", "Au"]
+    assert stats["energy_shifts"]["Cu"] == pytest.approx(-3.5)
+    assert stats["energy_shifts"]["Au"] == pytest.approx(-2.0)
+    forces = np.concatenate([f.forces.ravel() for f in frames])
+    assert stats["force_rms"] == pytest.approx(np.sqrt(np.mean(forces ** 2)))
+
+
+def test_config_errors(tmp_path):
+    base = {"data": {"train": "x.extxyz"}}
+    cases = [
+        ({"data": {"train": "x", "energy_kye": "e"}}, "unknown key 'data.energy_kye'; did you mean 'energy_key'"),
+        ({**base, "training": {"lr": "fast"}}, "'training.lr' must be a number"),
+        ({**base, "training": {"lr": -1}}, "'training.lr' must be > 0"),
+        ({**base, "training": {"batch_size": 2.5}}, "'training.batch_size' must be an integer"),
+        ({**base, "training": {"scheduler": "step"}}, "'training.scheduler' must be one of plateau, cosine, constant"),
+        ({**base, "loss": {"kind": "l1"}}, "'loss.kind' must be one of mse, huber"),
+        ({**base, "model": {"num_layrs": 2}}, "did you mean 'num_layers'"),
+        ({**base, "model": {"l_max": 1.5}}, "'model.l_max' must be an integer"),
+        ({**base, "model": {"architecture": "schnet"}}, "'model.architecture' must be one of"),
+        ({**base, "optimiser": {}}, "unknown key 'optimiser'"),
+        ({"model": {}}, "section 'data' is required"),
+        ({"data": {"val": "v"}}, "'data.train' is required"),
+        ({**base, "loss": {"energy_weight": 0, "forces_weight": 0, "stress_weight": 0}}, "at least one of"),
+    ]
+    for raw, message in cases:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            config_from_dict(raw)
+    (tmp_path / "c.yaml").write_text("data: [1, 2\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("data: {train: t.xyz}\ntraining: {max_epochs: 7}\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.training.max_epochs == 7 and cfg.data.train == str(tmp_path / "t.xyz")
+
+
+def test_config_reference_documents_every_key():
+    table = config_reference()
+    for key in ("data.train", "data.stress_key", "model.dtype", "loss.kind", "training.ema_decay",
+                "training.max_minutes", "training.scheduler"):
+        assert f"`{key}`" in table
+
+
+@pytest.mark.slow
+def test_training_halves_the_validation_force_error(emt_files, tmp_path):
+    cfg = tiny_config(emt_files, tmp_path / "run", max_epochs=12, lr=0.01, ema_decay=0.9)
+    summary = train(cfg, show_progress=False, echo=False)
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12
+    first, best = float(rows[0]["val_forces_mae"]), min(float(r["val_forces_mae"]) for r in rows)
+    assert best < 0.5 * first, (first, best)
+    model = load_model(summary["model_path"])
+    assert model.metadata["training"]["val_metrics"]["forces_mae"] < 0.5 * first
+    assert (tmp_path / "run" / "parity.png").stat().st_size > 1000
+
+
+def test_restart_gives_the_same_weights(emt_files, tmp_path):
+    ref = train(tiny_config(emt_files, tmp_path / "a", max_epochs=3, scheduler="cosine", warmup_epochs=1),
+                show_progress=False, echo=False)
+    cfg = tiny_config(emt_files, tmp_path / "b", max_epochs=3, scheduler="cosine", warmup_epochs=1)
+    part = train(cfg, show_progress=False, echo=False, stop_after_epochs=1)
+    assert part["stop_reason"] == "stopped" and part["epoch"] == 1
+    with pytest.raises(FileExistsError, match="--restart"):
+        train(cfg, show_progress=False, echo=False)
+    train(cfg, restart=True, show_progress=False, echo=False)
+    a = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")
+    assert a["state"]["epoch"] == b["state"]["epoch"] == 3
+    for key in ("model",):
+        for name, t in a[key]["state_dict"].items():
+            assert torch.equal(t, b[key]["state_dict"][name]), name
+    for name, t in a["ema_state_dict"].items():
+        assert torch.equal(t, b["ema_state_dict"][name]), name
+    with open(tmp_path / "b" / "metrics.csv") as fh:
+        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2", "3"]
+    assert load_model(ref["model_path"]) is not None
+
+
+def test_eval_and_deploy_cli(emt_files, tmp_path, capsys):
+    cfg = tiny_config(emt_files, tmp_path / "run", max_epochs=1)
+    summary = train(cfg, show_progress=False, echo=False)
+    model_path = summary["model_path"]
+    data = emt_files / "val.extxyz"
+    assert main(["eval", model_path, str(data), "--output", str(tmp_path / "pred.extxyz"),
+                 "--plot", str(tmp_path / "parity.png"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    # metrics against a direct numpy computation with the ASE calculator
+    from ase.io import read
+
+    from equicalc import EquiCalc
+
+    calc = EquiCalc(model_path)
+    e_err, f_err, s_err = [], [], []
+    for atoms in read(data, ":"):
+        ref_e, ref_f, ref_s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+        atoms.calc = calc
+        e_err.append((atoms.get_potential_energy() - ref_e) / len(atoms))
+        f_err.append((atoms.get_forces() - ref_f).ravel())
+        s_err.append((atoms.get_stress(voigt=False) - ref_s).ravel())
+    e_mae = 1e3 * np.mean(np.abs(e_err))
+    f_mae = 1e3 * np.mean(np.abs(np.concatenate(f_err)))
+    s_rmse = 1e3 * np.sqrt(np.mean(np.concatenate(s_err) ** 2))
+    lines = {line[:22].strip(): line[22:].split() for line in printed.splitlines()}
+    assert float(lines["energy (meV/atom)"][0]) == pytest.approx(e_mae, abs=2e-3)
+    assert float(lines["forces (meV/Å)"][0]) == pytest.approx(f_mae, abs=2e-3)
+    assert float(lines["stress (meV/Å³)"][1]) == pytest.approx(s_rmse, abs=2e-3)
+    pred = read(tmp_path / "pred.extxyz", ":")
+    assert len(pred) == 10 and "pred_forces" in pred[0].arrays
+    assert (tmp_path / "parity.png").exists()
+    # deploy: the checkpoint's EMA weights give the same model as the trainer's export (same epoch)
+    assert main(["deploy", str(tmp_path / "run" / "checkpoint_best.pt"), str(tmp_path / "deployed.pth")]) == 0
+    a, b = load_model(model_path), load_model(tmp_path / "deployed.pth")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), k
+    assert main(["eval", model_path, str(tmp_path / "nope.extxyz")]) == 2
+
+
+def test_graph_dataset_matches_calculator_neighbours(emt_files):
+    frames = read_frames(emt_files / "val.extxyz")
+    data = GraphDataset(frames, r_max=4.0)
+    from ase.neighborlist import neighbor_list
+
+    i, j = neighbor_list("ij", frames[0].atoms, 4.0)
+    assert data[0]["edge_index"].shape[1] == len(i)
