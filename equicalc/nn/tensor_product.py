@@ -118,20 +118,40 @@ class ChannelwiseTensorProduct(nn.Module):
         self.weight_numel = w_offset
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``x`` (E, dim_in), ``y`` (E, dim_sh), ``weights`` (E, weight_numel) -> (E, dim_out)."""
+        """Per-edge product: ``x`` (E, dim_in), ``y`` (E, dim_sh), ``weights`` (E, weight_numel) -> (E, dim_out)."""
         n = x.shape[0]
-        # split once (a sliced view per path would cost a zero-filled gradient per path)
         xs = x.split(self.unit_sizes, dim=1)
+        return torch.cat([out.reshape(n, out.shape[1] * out.shape[2]) for out in self._paths(xs, y, weights)], dim=1)
+
+    def convolve(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """``sum_j w_ij x_j (x) y_ij`` onto each centre ``i``: node features (N, dim_in) -> (N, dim_out).
+
+        The same contraction as ``forward`` on gathered features followed by a sum
+        over edges, done path by path so that no edge-sized tensor of the full
+        output width is ever built (and none is sliced in double backward).
+        """
+        centre, neighbour = edge_index[0], edge_index[1]
+        n_nodes = x.shape[0]
+        xs = [torch.index_select(part, 0, neighbour) for part in x.split(self.unit_sizes, dim=1)]
+        outs = []
+        for out in self._paths(xs, y, weights):
+            out = out.reshape(out.shape[0], out.shape[1] * out.shape[2])
+            agg = torch.zeros((n_nodes, out.shape[1]), dtype=out.dtype, device=out.device)
+            outs.append(agg.index_add_(0, centre, out))
+        return torch.cat(outs, dim=1)
+
+    def _paths(self, xs, y: torch.Tensor, weights: torch.Tensor):
+        """Yield each path's output (E, channels, d3) from per-unit edge features ``xs``."""
+        n = y.shape[0]
         ys = y.split([ir.dim for _, ir in self.irreps_sh], dim=1)
         ws = weights.split([p[4] for p in self.paths], dim=1)
-        outs = []
         for (unit, j, kind, const, channels, d1, d3, name), w in zip(self.paths, ws):
             xu = xs[unit].reshape(n, channels, d1)
             yj = ys[j]
             if kind == "scale":  # l2 = 0: y is a scalar per edge
                 out = xu * (w * (const * yj)).unsqueeze(-1)
             elif kind == "outer":  # l1 = 0
-                out = (xu[:, :, 0] * w).unsqueeze(-1) * (const * yj).unsqueeze(1)
+                out = (xu.reshape(n, channels) * w).unsqueeze(-1) * (const * yj).unsqueeze(1)
             elif kind == "dot":  # l1 = l2, l3 = 0
                 out = (torch.bmm(xu, yj.unsqueeze(-1)).squeeze(-1) * (const * w)).unsqueeze(-1)
             elif kind == "cross":  # 1 x 1 -> 1: x @ [y]_x, the skew matrix of y
@@ -142,5 +162,4 @@ class ChannelwiseTensorProduct(nn.Module):
             else:
                 t = torch.einsum("eb,abc->eac", yj, getattr(self, name))  # (E, d1, d3)
                 out = torch.bmm(xu * w.unsqueeze(-1), t)
-            outs.append(out.reshape(n, channels * d3))
-        return torch.cat(outs, dim=1)
+            yield out
