@@ -108,8 +108,9 @@ class ChannelwiseTensorProduct(nn.Module):
                     cg = o3.wigner_3j(l1, ir_sh.l, l3, dtype=torch.float64) * (2 * l3 + 1) ** 0.5
                     kind, const = _classify(cg, l1, ir_sh.l, l3)
                     name = f"cg_{len(paths)}"
-                    # derived from (l1, l2, l3): not part of the saved weights
-                    self.register_buffer(name, cg.to(torch.get_default_dtype()), persistent=False)
+                    # derived from (l1, l2, l3): not part of the saved weights; kept in float64
+                    # here so that a model converted to float64 holds it exactly
+                    self.register_buffer(name, cg, persistent=False)
                     paths.append((unit_index, j, kind, const, channels, 2 * l1 + 1, 2 * l3 + 1, name))
                     out_irreps.extend((self.irreps_in[i][0], ir) for i, ir in zip(g, outs))
                     w_offset += channels
@@ -160,6 +161,6 @@ class ChannelwiseTensorProduct(nn.Module):
                 skew = torch.stack([zero, -y2, y1, y2, zero, -y0, -y1, y0, zero], dim=1).view(n, 3, 3)
                 out = torch.bmm(xu * w.unsqueeze(-1), skew)
             else:
-                t = torch.einsum("eb,abc->eac", yj, getattr(self, name))  # (E, d1, d3)
+                t = torch.einsum("eb,abc->eac", yj, getattr(self, name).to(yj.dtype))  # (E, d1, d3)
                 out = torch.bmm(xu * w.unsqueeze(-1), t)
             yield out
