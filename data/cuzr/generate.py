@@ -237,9 +237,9 @@ def liquids(rng, quick: bool) -> list:
     return frames
 
 
-def quenches(rng, quick: bool) -> tuple:
-    """Melt-quenches 2200 K -> 300 K, frames every 50 K; returns (frames, glasses)."""
-    frames, glasses = [], []
+def quenches(rng, quick: bool) -> list:
+    """Melt-quenches 2200 K -> 300 K, frames every 50 K, then the glass reheated and relaxed."""
+    frames = []
     jobs = [(100, 0.64, 100.0), (100, 0.64, 10.0), (100, 0.64, 1.0), (200, 0.64, 100.0), (200, 0.64, 10.0),
             (64, 0.64, 10.0), (250, 0.64, 10.0)]
     for x in (0.50, 0.56, 0.70):
@@ -257,7 +257,6 @@ def quenches(rng, quick: bool) -> tuple:
             run.ensemble("npt", t0, t1)
             run.run(steps)
             frames.append(run.frame(config_type="quench", temperature=float(t1), cooling_rate_K_per_ps=rate))
-        glasses.append(run.atoms())
         for t in (300.0, 500.0, 700.0):
             run.ensemble("npt", t)
             run.run(2500)
@@ -265,7 +264,7 @@ def quenches(rng, quick: bool) -> tuple:
         run.relax(box="iso")
         frames.append(run.frame(config_type="glass", temperature=0.0))
         run.close()
-    return frames, glasses
+    return frames
 
 
 def crystal_structures(rng) -> list:
@@ -295,25 +294,30 @@ def crystal_structures(rng) -> list:
             ("hcp Zr", hcp), ("hcp Zr+Cu", hcp_cu), ("C11b CuZr2", c11b), ("C15 Cu2Zr", c15)]
 
 
-def crystals(rng, quick: bool) -> tuple:
-    """Relaxed and thermal crystals; returns (frames, relaxed structures)."""
-    frames, relaxed = [], []
+def crystals(rng, quick: bool) -> list:
+    """Relaxed crystals, then the same at 300–1200 K (NPT)."""
+    frames = []
     for name, atoms in crystal_structures(rng):
         run = EAMRun(atoms, int(rng.integers(1 << 30)))
         run.relax(box="aniso")
         frames.append(run.frame(config_type="crystal", temperature=0.0, phase=name))
-        relaxed.append(run.atoms())
         for t in ([600.0] if quick else [300.0, 600.0, 900.0, 1200.0]):
             run.velocities(2 * t)  # equipartition: half goes into potential energy
             run.ensemble("npt", t, barostat="aniso")
             run.run(2500)
             frames += run.sample(1 if quick else 8, 500, config_type="crystal", temperature=t, phase=name)
         run.close()
-    return frames, relaxed
+    return frames
 
 
-def strained(starts: list, rng, quick: bool) -> list:
-    """Random symmetric strains (normal and shear up to ±6 %) of the given structures, 300 K NVT."""
+def strained(rng, quick: bool) -> list:
+    """Random symmetric strains (normal and shear up to ±6 %) of glasses and crystals, 300 K NVT."""
+    starts = [quick_glass(100, rng), quick_glass(200, rng)]
+    for _, atoms in crystal_structures(rng):
+        run = EAMRun(atoms, int(rng.integers(1 << 30)))
+        run.relax(box="aniso")
+        starts.append(run.atoms())
+        run.close()
     frames = []
     for k in range(4 if quick else 150):
         atoms = starts[k % len(starts)].copy()
@@ -340,14 +344,26 @@ def slab(atoms: Atoms, vacuum: float = 12.0) -> Atoms:
     return out
 
 
-def surfaces(glass: Atoms, rng, quick: bool) -> list:
+def quick_glass(n: int, rng) -> Atoms:
+    """A Cu64Zr36 glass of ``n`` atoms from a 100 K/ps quench (relaxed at 0 K, 0 bar)."""
+    run = melt(random_alloy(n, 0.64, 16.5, rng), int(rng.integers(1 << 30)), ps=10.0)
+    run.ensemble("npt", 2000.0, 300.0)
+    run.run(int(17.0 / TIMESTEP_PS))
+    run.relax(box="iso")
+    glass = run.atoms()
+    run.close()
+    return glass
+
+
+def surfaces(rng, quick: bool) -> list:
     """Glass, B2 (110) and fcc Cu (111) slabs with vacuum, 300–900 K."""
+    glass = quick_glass(200, rng)
     b2 = crystal(["Cu", "Zr"], [(0, 0, 0), (0.5, 0.5, 0.5)], spacegroup=221, cellpar=[3.26, 3.26, 3.26, 90, 90, 90])
-    b2_110 = surface(b2, (1, 1, 0), 6, vacuum=None).repeat((3, 4, 1))
-    cu_111 = surface(bulk("Cu", "fcc", a=3.64), (1, 1, 1), 6, vacuum=None).repeat((4, 4, 1))
+    b2_110 = surface(b2, (1, 1, 0), 6, vacuum=6.0).repeat((3, 4, 1))
+    cu_111 = surface(bulk("Cu", "fcc", a=3.64), (1, 1, 1), 6, vacuum=6.0).repeat((4, 4, 1))
     frames = []
-    for name, atoms in (("glass slab", glass), ("B2 (110) slab", b2_110), ("fcc Cu (111) slab", cu_111)):
-        run = EAMRun(slab(atoms), int(rng.integers(1 << 30)))
+    for name, atoms in (("glass slab", slab(glass)), ("B2 (110) slab", b2_110), ("fcc Cu (111) slab", cu_111)):
+        run = EAMRun(atoms, int(rng.integers(1 << 30)))
         run.relax(box=None)
         frames.append(run.frame(config_type="surface", temperature=0.0, phase=name))
         for t in ([600.0] if quick else [300.0, 600.0, 900.0]):
@@ -376,29 +392,46 @@ def check_with_matscipy(frames: list, n: int, rng) -> dict:
     return worst
 
 
+STAGES = {"liquids": liquids, "quenches": quenches, "crystals": crystals, "strained": strained,
+          "surfaces": surfaces}
+
+
+def run_stage(name: str, seed: int, quick: bool, cache: Path) -> list:
+    """Frames of one stage, from ``cache`` when this seed already made them (each stage has its own rng)."""
+    from ase.io import read
+
+    path = cache / f"{name}-seed{seed}{'-quick' if quick else ''}.extxyz"
+    if path.exists():
+        return read(path, ":")
+    rng = np.random.default_rng([seed, list(STAGES).index(name)])
+    frames = STAGES[name](rng, quick)
+    cache.mkdir(parents=True, exist_ok=True)
+    write(str(path) + ".tmp", frames, format="extxyz")
+    Path(str(path) + ".tmp").replace(path)
+    return frames
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--quick", action="store_true", help="a few frames of each kind (for trying the script)")
     parser.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES),
+                        help="make only these stages (kept in <out>/.cache; run several at once on several cores)")
+    parser.add_argument("--cache", type=Path, help="folder of finished stages (default <out>/.cache)")
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
+    cache = args.cache or args.out / ".cache"
     t0 = time.time()
-
-    def stage(name, frames):
-        print(f"{name:>20s}: {len(frames):5d} frames  ({time.time() - t0:7.1f} s)", flush=True)
-        return frames
-
-    frames = stage("liquids", liquids(rng, args.quick))
-    quench_frames, glasses = quenches(rng, args.quick)
-    frames += stage("quenches + glasses", quench_frames)
-    crystal_frames, relaxed = crystals(rng, args.quick)
-    frames += stage("crystals", crystal_frames)
-    frames += stage("strained", strained(glasses + relaxed, rng, args.quick))
-    big_glass = next((g for g in glasses if len(g) == 200), glasses[0])
-    frames += stage("surfaces", surfaces(big_glass, rng, args.quick))
-
+    frames = []
+    for name in args.stages:
+        stage_frames = run_stage(name, args.seed, args.quick, cache)
+        print(f"{name:>10s}: {len(stage_frames):5d} frames  ({time.time() - t0:7.1f} s)", flush=True)
+        frames += stage_frames
+    if args.stages != list(STAGES):
+        print("partial run: stages cached; run without --stages to write the data set")
+        return
+    rng = np.random.default_rng([args.seed, len(STAGES)])
     worst = check_with_matscipy(frames, 5 if args.quick else 40, rng)
     print("LAMMPS vs matscipy EAM, largest differences:", {k: f"{v:.2e}" for k, v in worst.items()})
 
