@@ -19,13 +19,14 @@ from typing import Optional, Union
 
 import torch
 
+from .nn.allegro import Allegro
 from .nn.nequip import NequIP
 
 __all__ = ["build_model", "save_model", "load_model", "FORMAT_VERSION", "ARCHITECTURES"]
 
 FORMAT_NAME = "equicalc-model"
 FORMAT_VERSION = 1
-ARCHITECTURES = {"nequip": NequIP}
+ARCHITECTURES = {"nequip": NequIP, "allegro": Allegro}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -43,7 +44,7 @@ def build_model(architecture: str = "nequip", species=("Cu", "Zr"), dtype="float
     """A freshly initialised network (random weights).
 
     Args:
-        architecture: ``"nequip"``.
+        architecture: ``"nequip"`` (message passing) or ``"allegro"`` (strictly local).
         species: chemical symbols the model knows, e.g. ``["Cu", "Zr"]``.
         dtype: ``"float32"`` (default) or ``"float64"``.
         seed: seed for the weight initialisation (reproducible models).
@@ -51,7 +52,7 @@ def build_model(architecture: str = "nequip", species=("Cu", "Zr"), dtype="float
             ``l_max``, ``parity``, ``num_layers``, ``num_features``,
             ``num_basis``, ``radial_hidden``, ``radial_layers``,
             ``avg_num_neighbors``, ``scales`` and ``shifts`` (eV per species).
-            See ``equicalc.nn.NequIP`` for all of them.
+            See ``equicalc.nn.NequIP`` and ``equicalc.nn.Allegro`` for all of them.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")

@@ -10,13 +10,19 @@ from equicalc import build_model
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-def small_model(dtype="float64", seed=0, **kwargs):
-    """A tiny NequIP model, fast enough for many evaluations in tests."""
-    cfg = dict(species=["Cu", "Zr"], r_max=4.0, l_max=2, num_layers=2, num_features=8, num_basis=6,
-               radial_hidden=16, avg_num_neighbors=12.0, scales={"Cu": 0.3, "Zr": 0.4},
-               shifts={"Cu": -3.5, "Zr": -6.2})
+ARCHITECTURES = ["nequip", "allegro"]
+_SMALL = {
+    "nequip": dict(num_features=8, radial_hidden=16),
+    "allegro": dict(num_scalar_features=16, num_tensor_features=4, mlp_hidden=16),
+}
+
+
+def small_model(dtype="float64", seed=0, architecture="nequip", **kwargs):
+    """A tiny model of the given architecture, fast enough for many evaluations in tests."""
+    cfg = dict(species=["Cu", "Zr"], r_max=4.0, l_max=2, num_layers=2, num_basis=6, avg_num_neighbors=12.0,
+               scales={"Cu": 0.3, "Zr": 0.4}, shifts={"Cu": -3.5, "Zr": -6.2}, **_SMALL[architecture])
     cfg.update(kwargs)
-    return build_model(dtype=dtype, seed=seed, **cfg)
+    return build_model(architecture, dtype=dtype, seed=seed, **cfg)
 
 
 def random_cuzr(n_rep=2, a=3.3, seed=0, rattle=0.15, zr_fraction=0.36):
@@ -41,11 +47,11 @@ def cuzr_cluster(n=8, seed=0):
     return Atoms(numbers=numbers, positions=pos)
 
 
-@pytest.fixture(scope="session")
-def model64():
-    return small_model()
+@pytest.fixture(scope="session", params=ARCHITECTURES)
+def model64(request):
+    return small_model(architecture=request.param)
 
 
-@pytest.fixture(scope="session")
-def model32():
-    return small_model(dtype="float32")
+@pytest.fixture(scope="session", params=ARCHITECTURES)
+def model32(request):
+    return small_model(dtype="float32", architecture=request.param)

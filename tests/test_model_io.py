@@ -7,13 +7,14 @@ import torch
 
 from equicalc import EquiCalc, build_model, load_model, save_model
 from equicalc.model_io import FORMAT_VERSION
-from conftest import random_cuzr
+from conftest import random_cuzr, small_model
 
 
+@pytest.mark.parametrize("architecture", ["nequip", "allegro"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_round_trip_is_exact(tmp_path, dtype):
-    model = build_model(species=["Cu", "Zr"], r_max=4.5, l_max=1, num_layers=2, num_features=8,
-                        dtype=dtype, seed=1, shifts={"Cu": -3.1, "Zr": -6.4}, scales=0.5)
+def test_round_trip_is_exact(tmp_path, dtype, architecture):
+    model = small_model(architecture=architecture, r_max=4.5, l_max=1, dtype=dtype, seed=1,
+                        shifts={"Cu": -3.1, "Zr": -6.4}, scales=0.5)
     save_model(model, tmp_path / "m.pth", metadata={"note": "test"})
     loaded = load_model(tmp_path / "m.pth")
     assert loaded.config == model.config

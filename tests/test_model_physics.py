@@ -1,10 +1,10 @@
-"""Physics of the NequIP model through EquiCalc, in float64: derivatives, symmetry, locality of the cutoff."""
+"""Physics of the models (NequIP and Allegro) through EquiCalc, in float64: derivatives, symmetry, cutoff, locality."""
 import numpy as np
 import pytest
 from ase import Atoms
 
 from equicalc import EquiCalc
-from conftest import cuzr_cluster, random_cuzr, small_model
+from conftest import ARCHITECTURES, cuzr_cluster, random_cuzr, small_model
 
 
 def _energy(calc, atoms):
@@ -66,9 +66,10 @@ def test_stress_is_strain_derivative(model64):
     assert np.allclose(stress, stress.T)
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("parity, l_max", [(True, 1), (True, 2), (False, 1), (False, 3)])
-def test_rotation_translation_permutation(parity, l_max):
-    model = small_model(parity=parity, l_max=l_max, seed=4)
+def test_rotation_translation_permutation(parity, l_max, architecture):
+    model = small_model(parity=parity, l_max=l_max, seed=4, architecture=architecture)
     rng = np.random.default_rng(5)
     atoms = random_cuzr(seed=5)
     calc = EquiCalc(model, skin=0.0)
@@ -154,3 +155,28 @@ def test_float32_close_to_float64(model64):
     e32 = atoms32.get_potential_energy()
     assert abs(e32 - e64) < 1e-4 * len(atoms)
     assert atoms32.get_forces().dtype == np.float64
+
+
+@pytest.mark.parametrize("architecture, local", [("allegro", True), ("nequip", False)])
+def test_strict_locality(architecture, local):
+    """Moving atoms beyond r_max of atom 0 leaves its energy unchanged only for a strictly local model."""
+    model = small_model(architecture=architecture, num_layers=2, seed=9)
+    r_max = model.r_max
+    rng = np.random.default_rng(9)
+    # atom 0 at the origin, a neighbour at 2.5 Å, and a far atom within r_max of the neighbour only
+    positions = [[0.0, 0.0, 0.0], [2.5, 0.0, 0.0], [0.0, 2.6, 0.3], [2.5 + 3.0, 0.4, 0.0], [2.5 + 2.8, -1.5, 1.0]]
+    atoms = Atoms("CuZrCuZrCu", positions=positions)
+    calc = EquiCalc(model, skin=0.0)
+    atoms.calc = calc
+    e0 = atoms.get_potential_energies()[0]
+    far = [k for k in range(len(atoms)) if np.linalg.norm(atoms.positions[k]) > r_max]
+    assert far == [3, 4]
+    moved = atoms.copy()
+    moved.positions[far] += rng.normal(scale=0.3, size=(2, 3))
+    assert all(np.linalg.norm(moved.positions[k]) > r_max for k in far)
+    moved.calc = calc
+    change = abs(moved.get_potential_energies()[0] - e0)
+    if local:
+        assert change < 1e-12
+    else:
+        assert change > 1e-6  # message passing carries the far atoms' positions to atom 0

@@ -248,3 +248,18 @@ def test_graph_dataset_matches_calculator_neighbours(emt_files):
 
     i, j = neighbor_list("ij", frames[0].atoms, 4.0)
     assert data[0]["edge_index"].shape[1] == len(i)
+
+
+def test_allegro_trains_from_a_config(emt_files, tmp_path):
+    cfg = config_from_dict({
+        "run_dir": str(tmp_path / "allegro"),
+        "data": {"train": "train.extxyz", "val": "val.extxyz"},
+        "model": {"architecture": "allegro", "r_max": 4.0, "l_max": 1, "num_layers": 1, "num_scalar_features": 8,
+                  "num_tensor_features": 2, "mlp_hidden": 8},
+        "training": {"batch_size": 8, "max_epochs": 2, "num_threads": 2},
+    }, base_dir=emt_files)
+    summary = train(cfg, show_progress=False, echo=False)
+    model = load_model(summary["model_path"])
+    assert model.architecture == "allegro" and model.config["num_tensor_features"] == 2
+    with pytest.raises(ValueError, match="did you mean 'num_tensor_features'"):
+        config_from_dict({"data": {"train": "x"}, "model": {"architecture": "allegro", "num_tensor_feature": 2}})

@@ -63,7 +63,7 @@ class ModelConfig:
     the per-species shifts and the scale default to the training-set statistics.
     """
 
-    architecture: str = _f("nequip", "network architecture", choices=("nequip",))
+    architecture: str = _f("nequip", "network architecture", choices=("nequip", "allegro"))
     dtype: str = _f("float32", "precision of the weights", choices=("float32", "float64"))
     seed: int = _f(0, "seed of the weight initialisation")
     options: Dict[str, Any] = _f({}, "(the architecture's hyperparameters, given directly under `model:`)")
@@ -286,7 +286,8 @@ def config_reference() -> str:
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             if f.name == "options":
-                rows.append(f"| `model.<hyperparameter>` | | | any keyword of the architecture (`equicalc.nn.NequIP`) |")
+                rows.append("| `model.<hyperparameter>` | | | any keyword of the architecture "
+                            "(`equicalc.nn.NequIP`, `equicalc.nn.Allegro`) |")
                 continue
             if f.default is not MISSING:
                 default = f"`{f.default}`" if f.default is not None else "null"
