@@ -1,0 +1,187 @@
+"""Validate the shipped Cu–Zr model against its reference, the Mendelev EAM, on the same protocols.
+
+    python data/cuzr/compare.py                      # everything, writes data/cuzr/validation/
+    python data/cuzr/compare.py --only errors b2 nve  # a subset
+
+Measures (model and EAM side by side where both apply):
+
+* ``errors``: test-split MAE/RMSE of energy, forces and stress (model only);
+* ``b2``: B2 CuZr lattice constant (energy minimum, Å) and phonons (overlaid plot);
+* ``quench``: melt-quench of Cu64Zr36 at 0 bar (same start, seed, rate and fits):
+  Tg from V(T) and H(T), 300 K glass volume and energy per atom, RDF first peaks;
+* ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps).
+
+Results go to ``validation/results.json`` and plots next to it; ``--markdown``
+prints the table for ``data/cuzr/README.md``. Needs ``pip install -e ".[reference]"``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+STEPS = ("errors", "b2", "quench", "nve")
+
+
+def test_errors(model_path: Path) -> dict:
+    from equicalc.data import GraphDataset, read_frames
+    from equicalc.model_io import load_model
+    from equicalc.train.metrics import error_metrics, parity_plot, predict
+
+    model = load_model(model_path)
+    frames = read_frames(HERE / "test.extxyz.gz")
+    arrays = predict(model, GraphDataset(frames, model.r_max), batch_size=16).arrays()
+    parity_plot(arrays, HERE / "validation" / "parity_test.png", title="Cu–Zr test split")
+    return error_metrics(arrays, per_species=True) | {"frames": len(frames)}
+
+
+def b2(calcs: dict) -> dict:
+    from equicalc.analysis.phonons import band_structure, phonons, plot_phonons
+    from equicalc.cli import b2_cuzr
+
+    out, results = {}, {}
+    for name, calc in calcs.items():
+        atoms = b2_cuzr(calc)
+        ph = phonons(atoms, calc, supercell=(4, 4, 4))
+        bands = band_structure(ph, npoints=31)
+        out[name] = {"a": float(atoms.cell[0, 0]),
+                     "min_frequency_THz": float(min(f.min() for f in bands["frequencies"])),
+                     "max_frequency_THz": float(max(f.max() for f in bands["frequencies"]))}
+        results[name] = ph
+    plot_phonons(results, HERE / "validation" / "phonons_b2.png", title="B2 CuZr")
+    return out
+
+
+def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int) -> dict:
+    from equicalc.analysis.quench import quench
+    from equicalc.analysis.rdf import rdf
+    from equicalc.cli import cuzr_liquid_cell
+    from ase.io import read
+
+    out = {}
+    for name, calc in calcs.items():
+        atoms = cuzr_liquid_cell(n_atoms, seed=seed, volume_per_atom=17.5)
+        folder = HERE / "validation" / f"quench_{name.split()[0].lower()}"
+        res = quench(atoms, calc, t_melt=2200.0, t_final=300.0, cooling_rate=rate, melt_time=4.0, hold_time=4.0,
+                     directory=folder, seed=seed, trajectory_interval=100, checkpoint_interval=100)
+        res.plot(folder / "quench.png", liquid_range=(1300, 2200), glass_range=(300, 700))
+        tg_v = res.glass_transition("volume", liquid_range=(1300, 2200), glass_range=(300, 700))
+        tg_h = res.glass_transition("enthalpy", liquid_range=(1300, 2200), glass_range=(300, 700))
+        hold = res.data["stage"] == "hold"
+        frames = [a for a in read(folder / "quench.traj", ":")
+                  if a.info["step"] * 2.0 / 1000 > 4.0 + 1900.0 / rate]
+        g = rdf(frames, r_max=8.0, nbins=160)
+        out[name] = {"tg_volume_K": tg_v.tg, "tg_volume_err_K": tg_v.error, "tg_enthalpy_K": tg_h.tg,
+                     "tg_enthalpy_err_K": tg_h.error,
+                     "glass_volume_per_atom": float(res.data["volume_per_atom"][hold].mean()),
+                     "glass_epot_per_atom": float(res.data["epot_per_atom"][hold].mean()),
+                     "rdf_first_peaks": g.first_peak(), "max_temperature_K": float(res.data["temperature_K"].max())}
+        out[name]["rdf"] = {"r": g.r.tolist(), "total": g.total.tolist()}
+    return out
+
+
+def nve_drift(calc, n_atoms: int = 500, ps: float = 4.0, seed: int = 0) -> dict:
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import thermalize_momenta
+    from ase.md.verlet import VelocityVerlet
+
+    from equicalc.cli import cuzr_liquid_cell
+
+    atoms = cuzr_liquid_cell(n_atoms, seed=seed, volume_per_atom=17.0)
+    atoms.calc = calc
+    thermalize_momenta(atoms, temperature_K=1500, rng=np.random.default_rng(seed))
+    Langevin(atoms, 2 * units.fs, temperature_K=1500, friction=0.02 / units.fs,
+             rng=np.random.default_rng(seed + 1)).run(500)
+    dyn = VelocityVerlet(atoms, 1 * units.fs)
+    times, energies, temps = [], [], []
+
+    def record():
+        times.append(dyn.get_time() / (1000 * units.fs))
+        energies.append(atoms.get_total_energy() / len(atoms))
+        temps.append(atoms.get_temperature())
+
+    dyn.attach(record, interval=10)
+    dyn.run(int(ps * 1000))
+    slope = np.polyfit(times, energies, 1)[0]
+    return {"n_atoms": n_atoms, "timestep_fs": 1.0, "ps": ps, "mean_temperature_K": float(np.mean(temps)),
+            "drift_meV_per_atom_per_ps": float(slope * 1e3),
+            "fluctuation_meV_per_atom": float(np.std(energies) * 1e3)}
+
+
+def markdown(results: dict) -> str:
+    """The side-by-side table for data/cuzr/README.md."""
+    q = results.get("quench", {})
+    b = results.get("b2", {})
+    names = list(q or b)
+    rows = ["| quantity | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+
+    def row(label, fn):
+        vals = []
+        for n in names:
+            try:
+                vals.append(fn(n))
+            except KeyError:
+                vals.append("–")
+        rows.append(f"| {label} | " + " | ".join(vals) + " |")
+
+    row("300 K glass: E_pot (eV/atom)", lambda n: f"{q[n]['glass_epot_per_atom']:.4f}")
+    row("300 K glass: volume (Å³/atom)", lambda n: f"{q[n]['glass_volume_per_atom']:.3f}")
+    for pair in ("Cu-Cu", "Cu-Zr", "Zr-Zr", "total"):
+        row(f"300 K glass: first RDF peak {pair} (Å)", lambda n, p=pair: f"{q[n]['rdf_first_peaks'][p]:.3f}")
+    row("Tg from V(T) (K)", lambda n: f"{q[n]['tg_volume_K']:.0f} ± {q[n]['tg_volume_err_K']:.0f}")
+    row("Tg from H(T) (K)", lambda n: f"{q[n]['tg_enthalpy_K']:.0f} ± {q[n]['tg_enthalpy_err_K']:.0f}")
+    row("B2 CuZr lattice constant (Å)", lambda n: f"{b[n]['a']:.4f}")
+    row("B2 CuZr phonons: lowest / highest (THz)",
+        lambda n: f"{b[n]['min_frequency_THz']:.2f} / {b[n]['max_frequency_THz']:.2f}")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=HERE / "model.pth")
+    parser.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS))
+    parser.add_argument("--atoms", type=int, default=250, help="atoms in the quench (default 250)")
+    parser.add_argument("--rate", type=float, default=100.0, help="cooling rate of the quench, K/ps (default 100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--markdown", action="store_true", help="print the README table from saved results")
+    args = parser.parse_args(argv)
+    folder = HERE / "validation"
+    folder.mkdir(exist_ok=True)
+    results_path = folder / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if args.markdown:
+        print(markdown(results))
+        return
+    from equicalc import EquiCalc
+    from equicalc.cli import eam_calculator
+
+    model = EquiCalc(str(args.model))
+    eam = eam_calculator()
+    if eam is None:
+        raise SystemExit("the EAM reference needs pip install -e '.[reference]'")
+    calcs = {"model": model, "EAM": eam}
+    for step in args.only:
+        t0 = time.time()
+        if step == "errors":
+            results["errors"] = test_errors(args.model)
+        elif step == "b2":
+            results["b2"] = b2(calcs)
+        elif step == "quench":
+            results["quench"] = quench_both(calcs, args.atoms, args.rate, args.seed)
+            results["quench_protocol"] = {"atoms": args.atoms, "rate_K_per_ps": args.rate, "t_melt_K": 2200.0,
+                                          "t_final_K": 300.0, "seed": args.seed, "timestep_fs": 2.0,
+                                          "liquid_fit_K": [1300, 2200], "glass_fit_K": [300, 700]}
+        elif step == "nve":
+            results["nve"] = nve_drift(model)
+        results_path.write_text(json.dumps(results, indent=1))
+        print(f"{step}: done in {time.time() - t0:.0f} s", flush=True)
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
