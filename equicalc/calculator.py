@@ -48,6 +48,9 @@ class EquiCalc(Calculator):
         max_edges_per_batch: memory budget of ``calculate_batch``: structures are
             grouped so that one forward pass sees at most this many edges
             (a single larger structure still runs alone).
+        fused_kernels: on CPU, run the convolutions with equicalc's fused numba
+            kernels (same contraction, about 2x faster); ``"auto"`` uses them when
+            numba is installed and the device is a CPU, ``False`` never.
 
     Properties: ``energy``, ``free_energy`` (eV), ``energies`` (eV per atom),
     ``forces`` (eV/Å), ``stress`` (eV/Å^3, Voigt; fully periodic cells only).
@@ -63,6 +66,7 @@ class EquiCalc(Calculator):
         neighbor_backend: str = "auto",
         skin: float = 0.5,
         max_edges_per_batch: Optional[int] = None,
+        fused_kernels="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,6 +82,10 @@ class EquiCalc(Calculator):
         self.model = model.to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        if fused_kernels not in ("auto", True, False):
+            raise ValueError(f"fused_kernels must be 'auto', True or False, got {fused_kernels!r}")
+        want_fused = bool(fused_kernels) and self.device.type == "cpu"
+        self.fused_kernels = self.model.use_fused_kernels(want_fused) if hasattr(self.model, "use_fused_kernels") else False
         self.dtype = next(self.model.parameters()).dtype
         self.r_max = float(self.model.r_max)
         from ase.data import atomic_numbers

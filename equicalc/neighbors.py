@@ -33,7 +33,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-__all__ = ["neighbor_list", "available_backends", "SkinNeighborList"]
+__all__ = ["edge_pair_index", "neighbor_list", "available_backends", "SkinNeighborList"]
 
 BACKENDS = ("torch", "vesin", "torch_cluster")
 
@@ -330,3 +330,26 @@ class SkinNeighborList:
             keep = (vec * vec).sum(1) < self.cutoff * self.cutoff
             g = g.with_edges(ref["edge_index"][:, keep], ref["shifts"][keep])
         return g
+
+
+def edge_pair_index(edge_index: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Id (0..P-1) of the unordered pair of every edge: ``(i, j, S)`` and ``(j, i, -S)`` share one.
+
+    The two edges of a pair have exactly opposite vectors, hence equal lengths,
+    so functions of the distance need computing once per pair. Works for any
+    edge list (an edge without its reverse simply gets an id of its own).
+    """
+    i, j = edge_index[0], edge_index[1]
+    if i.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=i.device)
+    swap = i > j
+    lo, hi = torch.where(swap, j, i), torch.where(swap, i, j)
+    s = torch.where(swap.unsqueeze(1), -shifts, shifts)
+    # an atom paired with its own image: orient S so that its first non-zero component is positive
+    first = torch.where(s[:, 0] != 0, s[:, 0], torch.where(s[:, 1] != 0, s[:, 1], s[:, 2]))
+    s = torch.where(((i == j) & (first < 0)).unsqueeze(1), -s, s)
+    _, atoms_rank = torch.unique(lo * (int(hi.max()) + 1) + hi, return_inverse=True)
+    span = int(s.abs().max()) * 2 + 1
+    code = ((s[:, 0] + span // 2) * span + (s[:, 1] + span // 2)) * span + (s[:, 2] + span // 2)
+    _, pair = torch.unique(atoms_rank * span ** 3 + code, return_inverse=True)
+    return pair

@@ -178,3 +178,15 @@ def test_float32_md_runs(model32):
     Langevin(atoms, 2 * units.fs, temperature_K=1000, friction=0.02, rng=np.random.default_rng(4)).run(20)
     assert atoms.get_forces().dtype == np.float64
     assert np.isfinite(atoms.get_stress()).all()
+
+
+def test_fused_kernels_equal_the_pytorch_path():
+    model = small_model(l_max=2, seed=11)
+    atoms = random_cuzr(seed=11)
+    fused = EquiCalc(model, fused_kernels=True)
+    plain = EquiCalc(model, fused_kernels=False)
+    assert fused.fused_kernels and not plain.fused_kernels
+    a, b = fused.calculate_batch([atoms])[0], plain.calculate_batch([atoms])[0]
+    assert abs(a["energy"] - b["energy"]) < 1e-10
+    np.testing.assert_allclose(a["forces"], b["forces"], atol=1e-11)
+    np.testing.assert_allclose(a["stress"], b["stress"], atol=1e-12)

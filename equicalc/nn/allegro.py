@@ -174,13 +174,15 @@ class Allegro(nn.Module):
         ])
         self.readout = _mlp([n_scalar, int(mlp_hidden), 1])
 
-    def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor) -> torch.Tensor:
+    def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
+                edge_pair=None) -> torch.Tensor:
         """Per-atom energies (N,), eV.
 
         Args:
             numbers: (N,) atomic numbers.
             edge_index: (2, E) centre ``i`` and neighbour ``j`` of each edge (|r_ij| < r_max).
             edge_vectors: (E, 3) ``r_ij`` in Å, in the model's dtype.
+            edge_pair: accepted for a common signature and not used (pair features are ordered).
         """
         n = numbers.shape[0]
         n_species = len(self.species)

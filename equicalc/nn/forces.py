@@ -15,6 +15,8 @@ from typing import Dict
 
 import torch
 
+from ..neighbors import edge_pair_index
+
 __all__ = ["compute_properties"]
 
 
@@ -57,7 +59,8 @@ def compute_properties(
         cell = cell + torch.bmm(cell, sym)
     with torch.set_grad_enabled(need_grad or torch.is_grad_enabled()):
         edge_vec = graph.edge_vectors(positions, cell).to(dtype)
-        energies = model(graph.numbers, graph.edge_index, edge_vec)
+        energies = model(graph.numbers, graph.edge_index, edge_vec,
+                         edge_pair=edge_pair_index(graph.edge_index, graph.shifts))
         energy = torch.zeros(graph.num_graphs, dtype=energies.dtype, device=energies.device)
         energy = energy.index_add(0, graph.batch, energies)
         out = {"energy": energy, "energies": energies}

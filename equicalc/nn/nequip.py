@@ -65,10 +65,13 @@ class ConvLayer(nn.Module):
         self.irreps_out = self.gate.irreps_out
         self.resnet = bool(resnet) and self.irreps_in == self.irreps_out
 
-    def forward(self, h, onehot, edge_index, edge_sh, edge_emb):
+    def forward(self, h, onehot, edge_index, edge_sh, edge_emb, emb_index):
+        """``edge_emb``: radial embedding per edge, or per pair with ``emb_index`` mapping edges to pairs."""
         sc = self.self_connection(h, onehot)
         x = self.linear_1(h)
         weights = self.radial_net(edge_emb)
+        if emb_index is not None:
+            weights = torch.index_select(weights, 0, emb_index)
         agg = self.tp.convolve(x, edge_sh, weights, edge_index) * self.inv_sqrt_neighbors
         out = self.gate(self.linear_2(agg) + sc)
         return h + out if self.resnet else out
@@ -155,13 +158,44 @@ class NequIP(nn.Module):
         self.readout_1 = o3.Linear(irreps, o3.Irreps(f"{int(readout_hidden)}x0e"))
         self.readout_2 = o3.Linear(o3.Irreps(f"{int(readout_hidden)}x0e"), o3.Irreps("1x0e"))
 
-    def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor) -> torch.Tensor:
+    def _pair_radial(self, r: torch.Tensor, edge_pair):
+        """Radial embedding once per unordered pair, and the pair of every edge (None: per edge).
+
+        Edges i->j and j->i have exactly opposite vectors and bitwise equal
+        lengths, so the radial networks run on half of the edges; the gradient
+        reaches the positions through one edge of each pair, whose length is the
+        same function of the positions as its partner's.
+        """
+        if edge_pair is None:
+            return self.radial(r), None
+        n_pairs = int(edge_pair.max()) + 1 if edge_pair.numel() else 0
+        first = torch.full((n_pairs,), r.shape[0], dtype=torch.long, device=r.device)
+        first = first.scatter_reduce_(0, edge_pair, torch.arange(r.shape[0], device=r.device), reduce="amin")
+        return self.radial(torch.index_select(r, 0, first)), edge_pair
+
+    def use_fused_kernels(self, enabled: bool = True) -> bool:
+        """Use the fused numba convolution on CPU (inference only); returns whether it is on.
+
+        The fused backward pass is not differentiable, so a model with fused
+        kernels cannot be trained on forces; ``EquiCalc`` turns them on for CPU.
+        """
+        from .fused_cpu import AVAILABLE
+
+        on = bool(enabled) and AVAILABLE
+        for layer in self.layers:
+            layer.tp.fused = on
+        return on
+
+    def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
+                edge_pair=None) -> torch.Tensor:
         """Per-atom energies (N,), eV.
 
         Args:
             numbers: (N,) atomic numbers.
             edge_index: (2, E) centre ``i`` and neighbour ``j`` of each edge (|r_ij| < r_max).
             edge_vectors: (E, 3) ``r_ij`` in Å, in the model's dtype.
+            edge_pair: optional (E,) unordered-pair id of each edge
+                (``equicalc.neighbors.edge_pair_index``): radial networks then run once per pair.
         """
         n = numbers.shape[0]
         n_species = len(self.species)
@@ -170,10 +204,10 @@ class NequIP(nn.Module):
         all_types = torch.cat([types, torch.arange(n_species, device=types.device)])
         onehot = torch.nn.functional.one_hot(all_types, n_species).to(edge_vectors.dtype)
         edge_sh = self.spherical_harmonics(edge_vectors)
-        edge_emb = self.radial(edge_vectors.norm(dim=1))
+        edge_emb, emb_index = self._pair_radial(edge_vectors.norm(dim=1), edge_pair)
         h = self.embedding(onehot)
         for layer in self.layers:
-            h = layer(h, onehot, edge_index, edge_sh, edge_emb)
+            h = layer(h, onehot, edge_index, edge_sh, edge_emb, emb_index)
         e = self.readout_2(torch.nn.functional.silu(self.readout_1(h))).squeeze(-1)
         e = e[:n] - e[n:][types]
         return self.scale_shift(e, types)

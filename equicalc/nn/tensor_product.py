@@ -117,6 +117,9 @@ class ChannelwiseTensorProduct(nn.Module):
         self.paths = paths
         self.irreps_out = o3.Irreps(out_irreps)
         self.weight_numel = w_offset
+        # fused numba kernels for CPU inference (set by EquiCalc; training keeps the PyTorch path)
+        self.fused = False
+        self._plan = None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Per-edge product: ``x`` (E, dim_in), ``y`` (E, dim_sh), ``weights`` (E, weight_numel) -> (E, dim_out)."""
@@ -131,6 +134,12 @@ class ChannelwiseTensorProduct(nn.Module):
         over edges, done path by path so that no edge-sized tensor of the full
         output width is ever built (and none is sliced in double backward).
         """
+        if self.fused and x.device.type == "cpu":
+            from .fused_cpu import ConvolutionPlan, fused_convolve
+
+            if self._plan is None:
+                self._plan = ConvolutionPlan(self)
+            return fused_convolve(self._plan, x, y, weights, edge_index)
         centre, neighbour = edge_index[0], edge_index[1]
         n_nodes = x.shape[0]
         xs = [torch.index_select(part, 0, neighbour) for part in x.split(self.unit_sizes, dim=1)]
