@@ -6,7 +6,10 @@ a freshly initialised NequIP model at the reference size (l_max 1, 3 layers,
 prints the time per velocity-Verlet step and the share of it spent outside the
 network (neighbour list, Atoms <-> tensor conversion, ASE's integrator).
 
-    python benchmarks/md_step.py [--sizes 108 500 2000] [--steps 10] [--threads 2]
+    python benchmarks/md_step.py [--sizes 108 500 2000] [--steps 10] [--threads 2] [--kernels fused torch]
+
+``--kernels``: ``fused`` (EquiCalc's default on CPU: numba convolution kernels)
+and/or ``torch`` (the PyTorch path, which training and GPUs use).
 """
 from __future__ import annotations
 
@@ -24,9 +27,9 @@ from equicalc.cli import cuzr_liquid_cell
 import equicalc.calculator as calculator_module
 
 
-def time_md(model, n_atoms: int, steps: int, dtype: str):
+def time_md(model, n_atoms: int, steps: int, dtype: str, fused: bool):
     atoms = cuzr_liquid_cell(n_atoms)
-    calc = EquiCalc(model, dtype=dtype, device="cpu")
+    calc = EquiCalc(model, dtype=dtype, device="cpu", fused_kernels=fused)
     atoms.calc = calc
     thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(1))
     network = []
@@ -58,19 +61,27 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[108, 500, 2000])
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--kernels", nargs="+", choices=["fused", "torch"], default=["fused", "torch"])
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+        try:
+            import numba
+
+            numba.set_num_threads(args.threads)
+        except ImportError:
+            pass
     model = build_model(species=["Cu", "Zr"], r_max=5.0, l_max=1, parity=True, num_layers=3,
                         num_features=32, avg_num_neighbors=32.0, seed=0)
     print(f"equicalc MD step, CPU, {torch.get_num_threads()} threads, NequIP l_max 1, 3 layers, 32 features, r_max 5 Å")
-    print(f"{'atoms':>6} {'dtype':>8} {'ms/step':>9} {'outside net':>12} {'list pairs':>11}")
+    print(f"{'atoms':>6} {'dtype':>8} {'kernels':>8} {'ms/step':>9} {'outside net':>12} {'list pairs':>11}")
     for n in args.sizes:
         for dtype in ("float32", "float64"):
-            steps = max(2, args.steps if n <= 500 else args.steps // 2)
-            ms, outside, edges = time_md(model, n, steps, dtype)
-            print(f"{n:>6} {dtype:>8} {ms:>9.1f} {outside:>11.1%} {edges:>11}", flush=True)
+            for kernels in args.kernels:
+                steps = max(2, args.steps if n <= 500 else args.steps // 2)
+                ms, outside, edges = time_md(model, n, steps, dtype, kernels == "fused")
+                print(f"{n:>6} {dtype:>8} {kernels:>8} {ms:>9.1f} {outside:>11.1%} {edges:>11}", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ __all__ = ["AVAILABLE", "ConvolutionPlan", "fused_convolve"]
 if AVAILABLE:
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def _forward(xt, y, w, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3, e_c,
+    def _forward(xt, y, w, wid, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3, e_c,
                  out):
         n_nodes = row_ptr.shape[0] - 1
         n_paths = p_unit.shape[0]
@@ -40,7 +40,7 @@ if AVAILABLE:
             orow = out[i]
             for e in range(row_ptr[i], row_ptr[i + 1]):
                 xrow = xt[nbr[e]]
-                wrow = w[e]
+                wrow = w[wid[e]]
                 yrow = y[e]
                 for p in range(n_paths):
                     ch = p_ch[p]
@@ -59,7 +59,7 @@ if AVAILABLE:
                             o[u] += coef * wv[u] * xv[u]
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def _backward(xt, y, w, g, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3,
+    def _backward(xt, y, w, wid, g, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3,
                   e_c, grad_xt, grad_y, grad_w, need_x, need_y, need_w):
         n_nodes = row_ptr.shape[0] - 1
         n_paths = p_unit.shape[0]
@@ -69,7 +69,7 @@ if AVAILABLE:
             for e in range(row_ptr[i], row_ptr[i + 1]):
                 j = nbr[e]
                 xrow = xt[j]
-                wrow = w[e]
+                wrow = w[wid[e]]
                 yrow = y[e]
                 gw = grad_w[e] if need_w else grad_w[0]
                 gx = grad_xt[t, j] if need_x else grad_xt[0, 0]
@@ -87,18 +87,23 @@ if AVAILABLE:
                         gv = grow[os_:os_ + ch]
                         xv = xrow[xs:xs + ch]
                         wv = wrow[wo:wo + ch]
-                        if need_w:
-                            gwv = gw[wo:wo + ch]
+                        gwv = gw[wo:wo + ch]
+                        gxv = gx[xs:xs + ch]
+                        acc = 0.0
+                        if need_w and need_x:  # the common case, in one pass over the channels
                             for u in range(ch):
-                                gwv[u] += cy * xv[u] * gv[u]
-                        if need_x:
-                            gxv = gx[xs:xs + ch]
-                            for u in range(ch):
-                                gxv[u] += cy * wv[u] * gv[u]
-                        if need_y:
-                            acc = 0.0
-                            for u in range(ch):
+                                gxw = cy * gv[u]
+                                gwv[u] += gxw * xv[u]
+                                gxv[u] += gxw * wv[u]
                                 acc += wv[u] * xv[u] * gv[u]
+                        else:
+                            for u in range(ch):
+                                if need_w:
+                                    gwv[u] += cy * xv[u] * gv[u]
+                                if need_x:
+                                    gxv[u] += cy * wv[u] * gv[u]
+                                acc += wv[u] * xv[u] * gv[u]
+                        if need_y:
                             gy[yo + e_m2[k]] += e_c[k] * acc
 
 
@@ -176,20 +181,20 @@ def _csr(edge_index: torch.Tensor, n_nodes: int):
 
 class _FusedConvolution(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xt, y, w, nbr, row_ptr, plan):
+    def forward(ctx, xt, y, w, wid, nbr, row_ptr, plan):
         xt_c, y_c, w_c = xt.contiguous(), y.contiguous(), w.contiguous()
         out = np.zeros((row_ptr.shape[0] - 1, plan.dim_out), dtype=xt_c.numpy().dtype)
-        _forward(xt_c.numpy(), y_c.numpy(), w_c.numpy(), nbr.numpy(), row_ptr.numpy(), plan.p_unit, plan.p_ch,
+        _forward(xt_c.numpy(), y_c.numpy(), w_c.numpy(), wid.numpy(), nbr.numpy(), row_ptr.numpy(), plan.p_unit, plan.p_ch,
                  plan.p_yoff, plan.p_woff, plan.p_ooff, plan.u_xoff, plan.e_ptr, plan.e_m1, plan.e_m2, plan.e_m3,
                  plan.e_c.astype(out.dtype), out)
-        ctx.save_for_backward(xt_c, y_c, w_c, nbr, row_ptr)
+        ctx.save_for_backward(xt_c, y_c, w_c, wid, nbr, row_ptr)
         ctx.plan = plan
         return torch.from_numpy(out)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        xt, y, w, nbr, row_ptr = ctx.saved_tensors
+        xt, y, w, wid, nbr, row_ptr = ctx.saved_tensors
         plan = ctx.plan
         need_x, need_y, need_w = ctx.needs_input_grad[:3]
         g = grad_out.contiguous().numpy()
@@ -197,22 +202,28 @@ class _FusedConvolution(torch.autograd.Function):
         threads = numba.get_num_threads()
         grad_xt = np.zeros((threads if need_x else 1, xt.shape[0] if need_x else 1, xt.shape[1]), dtype=dtype)
         grad_y = np.zeros(y.shape if need_y else (1, y.shape[1]), dtype=dtype)
-        grad_w = np.zeros(w.shape if need_w else (1, w.shape[1]), dtype=dtype)
-        _backward(xt.numpy(), y.numpy(), w.numpy(), g, nbr.numpy(), row_ptr.numpy(), plan.p_unit, plan.p_ch,
+        grad_w = np.zeros((wid.shape[0], w.shape[1]) if need_w else (1, w.shape[1]), dtype=dtype)  # per edge
+        _backward(xt.numpy(), y.numpy(), w.numpy(), wid.numpy(), g, nbr.numpy(), row_ptr.numpy(), plan.p_unit, plan.p_ch,
                   plan.p_yoff, plan.p_woff, plan.p_ooff, plan.u_xoff, plan.e_ptr, plan.e_m1, plan.e_m2, plan.e_m3,
                   plan.e_c.astype(dtype), grad_xt, grad_y, grad_w, need_x, need_y, need_w)
         return (torch.from_numpy(grad_xt.sum(0)) if need_x else None,
                 torch.from_numpy(grad_y) if need_y else None,
-                torch.from_numpy(grad_w) if need_w else None, None, None, None)
+                torch.zeros_like(w).index_add_(0, wid, torch.from_numpy(grad_w)) if need_w else None,
+                None, None, None, None)
 
 
 def fused_convolve(plan: ConvolutionPlan, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-                   edge_index: torch.Tensor) -> torch.Tensor:
-    """``ChannelwiseTensorProduct.convolve`` with the fused kernels (CPU tensors only)."""
+                   edge_index: torch.Tensor, weight_index=None) -> torch.Tensor:
+    """``ChannelwiseTensorProduct.convolve`` with the fused kernels (CPU tensors only).
+
+    ``weight_index`` (E,) picks each edge's row of ``w`` (rows shared by the two
+    edges of a pair); None means one row per edge.
+    """
     n_nodes = x.shape[0]
     order, row_ptr = _csr(edge_index, n_nodes)
     nbr = edge_index[1]
+    wid = torch.arange(y.shape[0]) if weight_index is None else weight_index
     if order is not None:
-        nbr, y, w = nbr[order], y[order], w[order]
-    out = _FusedConvolution.apply(plan.to_mu(x), y, w, nbr.contiguous(), row_ptr, plan)
+        nbr, y, wid = nbr[order], y[order], wid[order]
+    out = _FusedConvolution.apply(plan.to_mu(x), y, w, wid.contiguous(), nbr.contiguous(), row_ptr, plan)
     return plan.from_mu(out)

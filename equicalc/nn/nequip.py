@@ -70,9 +70,7 @@ class ConvLayer(nn.Module):
         sc = self.self_connection(h, onehot)
         x = self.linear_1(h)
         weights = self.radial_net(edge_emb)
-        if emb_index is not None:
-            weights = torch.index_select(weights, 0, emb_index)
-        agg = self.tp.convolve(x, edge_sh, weights, edge_index) * self.inv_sqrt_neighbors
+        agg = self.tp.convolve(x, edge_sh, weights, edge_index, emb_index) * self.inv_sqrt_neighbors
         out = self.gate(self.linear_2(agg) + sc)
         return h + out if self.resnet else out
 

@@ -127,8 +127,12 @@ class ChannelwiseTensorProduct(nn.Module):
         xs = x.split(self.unit_sizes, dim=1)
         return torch.cat([out.reshape(n, out.shape[1] * out.shape[2]) for out in self._paths(xs, y, weights)], dim=1)
 
-    def convolve(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    def convolve(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, edge_index: torch.Tensor,
+                 weight_index=None) -> torch.Tensor:
         """``sum_j w_ij x_j (x) y_ij`` onto each centre ``i``: node features (N, dim_in) -> (N, dim_out).
+
+        ``weights`` has one row per edge, or with ``weight_index`` (E,) one row per
+        group of edges sharing it (the two edges of a pair).
 
         The same contraction as ``forward`` on gathered features followed by a sum
         over edges, done path by path so that no edge-sized tensor of the full
@@ -139,7 +143,9 @@ class ChannelwiseTensorProduct(nn.Module):
 
             if self._plan is None:
                 self._plan = ConvolutionPlan(self)
-            return fused_convolve(self._plan, x, y, weights, edge_index)
+            return fused_convolve(self._plan, x, y, weights, edge_index, weight_index)
+        if weight_index is not None:
+            weights = torch.index_select(weights, 0, weight_index)
         centre, neighbour = edge_index[0], edge_index[1]
         n_nodes = x.shape[0]
         xs = [torch.index_select(part, 0, neighbour) for part in x.split(self.unit_sizes, dim=1)]
