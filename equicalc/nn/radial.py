@@ -1,7 +1,11 @@
 """Radial basis and smooth cutoff envelope shared by the architectures.
 
-Bessel basis ``B_n(r) = (2 / r_c) sin(n pi r / r_c) / r`` (n = 1..N) times the
-polynomial envelope ``f_p(u)`` with ``u = r / r_c``:
+Bessel basis ``B_n(r) = sin(n pi u) / u`` with ``u = r / r_c`` (n = 1..N) times
+the polynomial envelope ``f_p(u)``. This is NequIP's ``(2 / r_c) sin(n pi r / r_c) / r``
+times ``r_c^2 / 2``: dimensionless and of order one at typical neighbour
+distances (NequIP's form is about 0.05 there, which leaves the radial networks
+a signal some ten times weaker than the species terms and slows training
+several-fold). The envelope, with ``u = r / r_c``:
 
     f_p(u) = 1 - (p+1)(p+2)/2 u^p + p(p+2) u^(p+1) - p(p+1)/2 u^(p+2),  u < 1
     f_p(u) = 0,                                                         u >= 1
@@ -31,7 +35,7 @@ def polynomial_envelope(u: torch.Tensor, p: int = 6) -> torch.Tensor:
 
 
 class BesselBasis(nn.Module):
-    """``(2 / r_c) sin(n pi r / r_c) / r`` for n = 1..num_basis (r in Å, output in 1/Å).
+    """``sin(n pi r / r_c) / (r / r_c)`` for n = 1..num_basis (r in Å, output dimensionless).
 
     Args:
         r_max: cutoff r_c, Å.
@@ -42,7 +46,7 @@ class BesselBasis(nn.Module):
     def __init__(self, r_max: float, num_basis: int = 8, trainable: bool = False):
         super().__init__()
         self.r_max = float(r_max)
-        self.prefactor = 2.0 / self.r_max
+        self.prefactor = self.r_max
         freqs = torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()) * math.pi / self.r_max
         if trainable:
             self.freqs = nn.Parameter(freqs)
