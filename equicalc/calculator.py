@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 

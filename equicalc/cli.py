@@ -342,6 +342,16 @@ def cmd_deploy(args) -> int:
     return 0
 
 
+def _model_options(parser, seed: bool = True) -> None:
+    """The options every command that runs a model shares."""
+    parser.add_argument("--model", help="model file (default: the shipped Cu–Zr model data/cuzr/model.pth)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None, help="model precision (default: as stored)")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="seed of the structure and the dynamics")
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equicalc", description="Equivariant interatomic potentials for ASE.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -370,7 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their moving average")
     dp.set_defaults(func=cmd_deploy)
     md = sub.add_parser("md", help="run ASE molecular dynamics of a Cu–Zr cell with a model")
-    md.add_argument("--model", help="model file (default: a freshly initialised Cu–Zr model)")
     md.add_argument("--atoms", type=int, default=108, help="number of atoms (default 108)")
     md.add_argument("--cu-fraction", type=float, default=0.64, help="fraction of Cu (default 0.64)")
     md.add_argument("--steps", type=int, default=200, help="number of MD steps (default 200)")
@@ -380,13 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--ensemble", choices=["nvt", "npt"], default="nvt", help="Langevin NVT or MTK NPT")
     md.add_argument("--output", default="md.traj", help="trajectory file ('' for none)")
     md.add_argument("--interval", type=int, default=10, help="write every N steps (default 10)")
-    md.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    md.add_argument("--dtype", choices=["float32", "float64"], default=None, help="model precision")
-    md.add_argument("--seed", type=int, default=0)
-    md.add_argument("--quiet", action="store_true", help="no progress bar")
+    _model_options(md)
     md.set_defaults(func=cmd_md)
     qu = sub.add_parser("quench", help="Cu–Zr melt-quench: Tg from V(T) and H(T), plots and RDF")
-    qu.add_argument("--model", help="model file (default: the shipped Cu–Zr model)")
     qu.add_argument("--atoms", type=int, default=250, help="number of atoms (default 250)")
     qu.add_argument("--cu-fraction", type=float, default=0.64, help="fraction of Cu (default 0.64)")
     qu.add_argument("--t-melt", type=float, default=2000.0, help="melt temperature, K (default 2000)")
@@ -400,10 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--interval", type=int, default=50, help="steps between trajectory frames and saved states")
     qu.add_argument("--output-dir", default="quench", help="output folder (default ./quench)")
     qu.add_argument("--restart", action="store_true", help="start afresh instead of resuming the folder's run")
-    qu.add_argument("--device", default="auto")
-    qu.add_argument("--dtype", choices=["float32", "float64"], default=None)
-    qu.add_argument("--seed", type=int, default=0)
-    qu.add_argument("--quiet", action="store_true", help="no progress bar")
+    _model_options(qu)
     qu.set_defaults(func=cmd_quench)
     rd = sub.add_parser("rdf", help="radial distribution functions of a trajectory")
     rd.add_argument("trajectory", help="trajectory or structure file (ase.io.read)")
@@ -416,13 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--quiet", action="store_true", help="no progress bar")
     rd.set_defaults(func=cmd_rdf)
     ph = sub.add_parser("phonons", help="B2 CuZr phonons, model vs the EAM reference")
-    ph.add_argument("--model", help="model file (default: the shipped Cu–Zr model)")
     ph.add_argument("--supercell", type=int, default=4, help="n for an n x n x n supercell (default 4)")
     ph.add_argument("--displacement", type=float, default=0.01, help="Å (default 0.01)")
     ph.add_argument("--output", default="phonons.png", help="plot (default phonons.png)")
     ph.add_argument("--no-reference", action="store_true", help="skip the EAM reference")
-    ph.add_argument("--device", default="auto")
-    ph.add_argument("--dtype", choices=["float32", "float64"], default=None)
+    _model_options(ph, seed=False)
     ph.set_defaults(func=cmd_phonons)
     return parser
 

@@ -101,12 +101,17 @@ def save_model(model, path: Union[str, os.PathLike], metadata: Optional[dict] = 
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metadata": meta,
     }
+    atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(obj, path: Union[str, os.PathLike]) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -114,25 +119,34 @@ def save_model(model, path: Union[str, os.PathLike], metadata: Optional[dict] = 
         raise
 
 
-def read_model_file(path: Union[str, os.PathLike]) -> dict:
-    """The checked dictionary stored in a model file (no model is built)."""
+def read_checked_file(path: Union[str, os.PathLike], format_name: str, supported_version: int, what: str) -> dict:
+    """A data-only dictionary written by ``torch.save``, checked for its format name and version.
+
+    ``what`` names the kind of file in error messages ("model file", "checkpoint").
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable equicalc model file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path}: not an equicalc model file (no '{FORMAT_NAME}' header)")
+        raise ValueError(f"{path}: not a readable equicalc {what} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != format_name:
+        raise ValueError(f"{path}: not an equicalc {what} (no '{format_name}' header)")
     version = payload.get("format_version")
     if not isinstance(version, int):
-        raise ValueError(f"{path}: model file has no valid format version")
-    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: {what} has no valid format version")
+    if version > supported_version:
         raise ValueError(
-            f"{path}: model file format version {version} is newer than this equicalc supports "
-            f"({FORMAT_VERSION}); upgrade equicalc (file written by equicalc {payload.get('equicalc_version')})"
+            f"{path}: {what} format version {version} is newer than this equicalc supports "
+            f"({supported_version}); upgrade equicalc (file written by equicalc {payload.get('equicalc_version')})"
         )
+    return payload
+
+
+def read_model_file(path: Union[str, os.PathLike]) -> dict:
+    """The checked dictionary stored in a model file (no model is built)."""
+    payload = read_checked_file(path, FORMAT_NAME, FORMAT_VERSION, "model file")
     for key in ("architecture", "config", "state_dict", "dtype"):
         if key not in payload:
             raise ValueError(f"{path}: model file is missing '{key}'")

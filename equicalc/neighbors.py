@@ -27,8 +27,7 @@ build (also under cell deformation, e.g. NPT).
 from __future__ import annotations
 
 import importlib.util
-import math
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch

@@ -8,7 +8,7 @@ from ase.md.nose_hoover_chain import IsotropicMTKNPT
 from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from equicalc import EquiCalc, build_model, save_model
+from equicalc import EquiCalc, save_model
 from equicalc.neighbors import available_backends
 from conftest import cuzr_cluster, random_cuzr, small_model
 

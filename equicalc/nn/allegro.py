@@ -28,7 +28,7 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet
 from torch import nn
 
-from .common import SpeciesScaleShift, normalize_species, per_species_values
+from .common import SpeciesScaleShift, check_hyperparameters, normalize_species, per_species_values
 from .radial import BesselBasis, polynomial_envelope
 
 __all__ = ["Allegro"]
@@ -138,13 +138,11 @@ class Allegro(nn.Module):
     ):
         super().__init__()
         species = normalize_species(species)
-        for name, value in dict(r_max=r_max, num_layers=num_layers, num_scalar_features=num_scalar_features,
-                                num_tensor_features=num_tensor_features, mlp_hidden=mlp_hidden, num_basis=num_basis,
-                                avg_num_neighbors=avg_num_neighbors, poly_p=poly_p).items():
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if int(l_max) < 0 or int(mlp_layers) < 0:
-            raise ValueError(f"l_max and mlp_layers must be >= 0, got {l_max}, {mlp_layers}")
+        check_hyperparameters(
+            dict(r_max=r_max, num_layers=num_layers, num_scalar_features=num_scalar_features,
+                 num_tensor_features=num_tensor_features, mlp_hidden=mlp_hidden, num_basis=num_basis,
+                 avg_num_neighbors=avg_num_neighbors, poly_p=poly_p),
+            dict(l_max=l_max, mlp_layers=mlp_layers))
         self.config = dict(
             species=species, r_max=float(r_max), l_max=int(l_max), parity=bool(parity), num_layers=int(num_layers),
             num_scalar_features=int(num_scalar_features), num_tensor_features=int(num_tensor_features),

@@ -13,14 +13,14 @@ pass (one extra edgeless node per species) and subtracted.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
 
 import torch
 from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
-from .common import SpeciesScaleShift, normalize_species, per_species_values
+from .common import SpeciesScaleShift, check_hyperparameters, normalize_species, per_species_values
 from .radial import RadialEmbedding
 from .tensor_product import ChannelwiseTensorProduct
 
@@ -117,13 +117,11 @@ class NequIP(nn.Module):
     ):
         super().__init__()
         species = normalize_species(species)
-        _check_positive(r_max=r_max, num_layers=num_layers, num_features=num_features, num_basis=num_basis,
-                        radial_hidden=radial_hidden, avg_num_neighbors=avg_num_neighbors,
-                        readout_hidden=readout_hidden, poly_p=poly_p)
-        if int(l_max) < 0:
-            raise ValueError(f"l_max must be >= 0, got {l_max}")
-        if int(radial_layers) < 0:
-            raise ValueError(f"radial_layers must be >= 0, got {radial_layers}")
+        check_hyperparameters(
+            dict(r_max=r_max, num_layers=num_layers, num_features=num_features, num_basis=num_basis,
+                 radial_hidden=radial_hidden, avg_num_neighbors=avg_num_neighbors, readout_hidden=readout_hidden,
+                 poly_p=poly_p),
+            dict(l_max=l_max, radial_layers=radial_layers))
         self.config = dict(
             species=species, r_max=float(r_max), l_max=int(l_max), parity=bool(parity),
             num_layers=int(num_layers), num_features=int(num_features), num_basis=int(num_basis),
@@ -210,8 +208,3 @@ class NequIP(nn.Module):
         e = e[:n] - e[n:][types]
         return self.scale_shift(e, types)
 
-
-def _check_positive(**values):
-    for name, v in values.items():
-        if not v > 0:
-            raise ValueError(f"{name} must be positive, got {v}")

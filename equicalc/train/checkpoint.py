@@ -10,33 +10,14 @@ A checkpoint is a dict of tensors and plain Python values (read back with
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Optional, Union
 
-import torch
-
-from ..model_io import _model_dtype, build_model, save_model
+from ..model_io import _model_dtype, atomic_torch_save, build_model, read_checked_file, save_model
 
 __all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "deploy"]
 
 FORMAT_NAME = "equicalc-checkpoint"
 FORMAT_VERSION = 1
-
-
-def atomic_torch_save(obj, path: Union[str, os.PathLike]) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _state(module) -> dict:
@@ -45,8 +26,11 @@ def _state(module) -> dict:
 
 def save_checkpoint(path, model, ema_model, optimizer, state: dict, config: dict, stats: dict, metrics: dict) -> None:
     """Write a resumable checkpoint (atomically)."""
+    from .. import __version__
+
     payload = {
         "format": FORMAT_NAME,
+        "equicalc_version": __version__,
         "format_version": FORMAT_VERSION,
         "config": config,
         "model": {"architecture": model.architecture, "config": dict(model.config),
@@ -62,18 +46,7 @@ def save_checkpoint(path, model, ema_model, optimizer, state: dict, config: dict
 
 def load_checkpoint(path: Union[str, os.PathLike]) -> dict:
     """Read and check a checkpoint written by ``save_checkpoint``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path}: not an equicalc training checkpoint")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {payload['format_version']} is newer than this equicalc reads")
-    return payload
+    return read_checked_file(path, FORMAT_NAME, FORMAT_VERSION, "checkpoint")
 
 
 def model_from_checkpoint(payload: dict, ema: bool = True):
