@@ -112,6 +112,9 @@ def atomic_torch_save(obj, path: Union[str, os.PathLike]) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the file private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
