@@ -61,11 +61,16 @@ def build_model(architecture: str = "nequip", species=("Cu", "Zr"), dtype="float
     if seed is not None:
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)
+    # built in float64, so that every constant (Wigner 3j, normalisations) is exact
+    # before the conversion to the requested precision
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
     try:
         model = cls(species=list(species), **kwargs)
     except TypeError as exc:
         raise ValueError(f"build_model({architecture!r}): {exc}") from None
     finally:
+        torch.set_default_dtype(default_dtype)
         if seed is not None:
             torch.random.set_rng_state(state)
     model = model.to(dt)
