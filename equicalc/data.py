@@ -157,8 +157,11 @@ def split_indices(n: int, sizes: Sequence[Union[int, float]], seed: int = 0) -> 
     return parts
 
 
-def dataset_statistics(frames: Sequence[Frame], r_max: float, species: Optional[Sequence[str]] = None) -> dict:
+def dataset_statistics(frames, r_max: Optional[float] = None, species: Optional[Sequence[str]] = None) -> dict:
     """Statistics of a training set that set the network's normalisation.
+
+    ``frames`` is a list of ``Frame`` (neighbours are then counted within
+    ``r_max``, Å) or a ``GraphDataset`` (its neighbour lists are used).
 
     Returns a dict with ``species`` (symbols, by atomic number unless given),
     ``energy_shifts`` (per-species reference energies E0, eV, least squares of
@@ -168,6 +171,8 @@ def dataset_statistics(frames: Sequence[Frame], r_max: float, species: Optional[
     """
     from ase.data import atomic_numbers, chemical_symbols
 
+    dataset = frames if isinstance(frames, GraphDataset) else None
+    frames = dataset.frames if dataset is not None else frames
     if not frames:
         raise ValueError("dataset_statistics: no frames")
     present = sorted({int(z) for f in frames for z in f.atoms.numbers})
@@ -183,10 +188,12 @@ def dataset_statistics(frames: Sequence[Frame], r_max: float, species: Optional[
     n_atoms = counts.sum(1)
     residual = (energies - counts @ e0) / n_atoms
     forces = np.concatenate([f.forces.ravel() for f in frames])
-    n_edges = 0
-    for f in frames:
-        g = AtomicGraph.from_atoms(f.atoms).build_neighbors(r_max)
-        n_edges += g.edge_index.shape[1]
+    if dataset is not None:
+        n_edges = sum(item["edge_index"].shape[1] for item in dataset.items)
+    else:
+        if r_max is None:
+            raise ValueError("dataset_statistics: r_max is needed to count neighbours of plain frames")
+        n_edges = sum(AtomicGraph.from_atoms(f.atoms).build_neighbors(r_max).edge_index.shape[1] for f in frames)
     return {
         "species": list(species),
         "energy_shifts": {s: float(v) for s, v in zip(species, e0)},

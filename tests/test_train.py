@@ -157,6 +157,7 @@ def test_config_errors(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {train: t.xyz}\ntraining: {max_epochs: 7}\n")
     cfg = load_config(tmp_path / "c.yaml")
     assert cfg.training.max_epochs == 7 and cfg.data.train == str(tmp_path / "t.xyz")
+    assert cfg.to_dict()["data"]["train"] == "t.xyz"  # stored as written, not as this machine's path
 
 
 def test_config_reference_documents_every_key():

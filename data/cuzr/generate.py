@@ -21,7 +21,7 @@ What is sampled (64–250 atoms per frame, frames ≥ 0.5 ps apart):
 Usage (``pip install -e ".[reference]"`` first)::
 
     python data/cuzr/generate.py                 # writes train/val/test .extxyz.gz here
-    python data/cuzr/generate.py --quick --out /tmp/cuzr_quick   # a few frames of each kind
+    python data/cuzr/generate.py --quick --out cuzr_quick   # a few frames of each kind
 
 Every random choice derives from ``--seed``; the same seed gives the same files.
 """

@@ -59,8 +59,8 @@ def compute_properties(
         cell = cell + torch.bmm(cell, sym)
     with torch.set_grad_enabled(need_grad or torch.is_grad_enabled()):
         edge_vec = graph.edge_vectors(positions, cell).to(dtype)
-        energies = model(graph.numbers, graph.edge_index, edge_vec,
-                         edge_pair=edge_pair_index(graph.edge_index, graph.shifts))
+        pairs = edge_pair_index(graph.edge_index, graph.shifts) if getattr(model, "uses_edge_pairs", False) else None
+        energies = model(graph.numbers, graph.edge_index, edge_vec, edge_pair=pairs)
         energy = torch.zeros(graph.num_graphs, dtype=energies.dtype, device=energies.device)
         energy = energy.index_add(0, graph.batch, energies)
         out = {"energy": energy, "energies": energies}

@@ -96,6 +96,7 @@ class NequIP(nn.Module):
     """
 
     architecture = "nequip"
+    uses_edge_pairs = True  # compute_properties passes unordered-pair ids (radial networks once per pair)
 
     def __init__(
         self,

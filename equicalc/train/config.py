@@ -114,12 +114,20 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     run_dir: str = "runs/train"
     model_path: Optional[str] = None
+    base_dir: str = field(default=".", repr=False)  # the config file's folder: data paths are resolved from it
 
     def to_dict(self) -> dict:
-        """Plain dict (YAML-able); model options are flattened back under ``model``."""
+        """Plain dict (YAML-able) as the config file would say it: model options flattened back
+        under ``model``, data paths relative to the config file's folder again (so nothing
+        stored in checkpoints or model files names folders of the machine that trained)."""
         d = asdict(self)
+        base = os.path.abspath(d.pop("base_dir"))
         options = d["model"].pop("options")
         d["model"].update(options)
+        for key in ("train", "val", "test"):
+            path = d["data"][key]
+            if path is not None and os.path.abspath(path).startswith(base + os.sep):
+                d["data"][key] = os.path.relpath(os.path.abspath(path), base)
         return d
 
 
@@ -257,6 +265,7 @@ def config_from_dict(raw: dict, base_dir: Union[str, os.PathLike] = ".") -> Conf
         training=TrainingConfig(**train_vals),
         run_dir=raw.get("run_dir") or "runs/train",
         model_path=raw.get("model_path"),
+        base_dir=str(base_dir),
     )
     if cfg.loss.energy_weight == cfg.loss.forces_weight == cfg.loss.stress_weight == 0:
         raise ValueError("config: at least one of loss.energy_weight, forces_weight, stress_weight must be > 0")

@@ -204,25 +204,28 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
     if restart:
         ckpt = load_checkpoint(last_path)
         stored = dict(ckpt["model"]["config"])
-        model = model_from_checkpoint(ckpt, ema=False)
-        stats = ckpt["stats"]
         for key, value in options.items():
             if key in stored and stored[key] != value:
                 raise ValueError(f"cannot restart: model.{key} is {value!r} in the config but {stored[key]!r} "
                                  f"in {last_path}")
+        r_max = stored["r_max"]
     else:
         r_max = options.get("r_max", architecture_options(cfg.model.architecture)["r_max"].default)
-        stats = dataset_statistics(splits["train"], r_max, species=dc.species)
+    # neighbour lists are built once here and serve both the statistics and the training
+    data = {k: GraphDataset(v, r_max) for k, v in splits.items() if v}
+    if restart:
+        model = model_from_checkpoint(ckpt, ema=False)
+        stats = ckpt["stats"]
+    else:
+        stats = dataset_statistics(data["train"], species=dc.species)
         options.setdefault("avg_num_neighbors", round(stats["avg_num_neighbors"], 4))
         model = build_model(cfg.model.architecture, species=stats["species"], dtype=cfg.model.dtype,
                             seed=cfg.model.seed, **options)
         model.scale_shift.set(scales=stats["force_rms"], shifts=stats["energy_shifts"])
     model = model.to(device)
-    r_max = model.r_max
     log(f"frames: {len(splits['train'])} train, {len(splits['val'])} val, {len(splits['test'])} test; "
         f"species {stats['species']}; force RMS {stats['force_rms']:.3f} eV/Å; <n> = {stats['avg_num_neighbors']:.2f} "
         f"within {r_max:g} Å; per-species shifts leave {1e3 * stats['energy_rmse_after_shift']:.1f} meV/atom")
-    data = {k: GraphDataset(v, r_max) for k, v in splits.items() if v}
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model.architecture}, {n_params} parameters, {cfg.model.dtype}, device {device}")
 
