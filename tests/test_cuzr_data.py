@@ -25,10 +25,11 @@ def test_splits_are_complete_and_labelled():
     assert counts == {"train": 1168, "val": 146, "test": 146}
 
 
-def test_labels_match_the_mendelev_eam():
-    calc = eam_calculator()
+@pytest.mark.parametrize("backend", ["lammps", "matscipy"])
+def test_labels_match_the_mendelev_eam(backend):
+    calc = eam_calculator(backend)
     if calc is None:
-        pytest.skip("the EAM reference is not installed (pip install -e '.[reference]')")
+        pytest.skip(f"the EAM reference ({backend}) is not installed (pip install -e '.[reference]')")
     frames = read_frames(CUZR / "test.extxyz.gz")
     for f in frames[::30]:
         atoms = f.atoms.copy()
@@ -36,3 +37,8 @@ def test_labels_match_the_mendelev_eam():
         assert abs(atoms.get_potential_energy() - f.energy) / f.n_atoms < 1e-7
         np.testing.assert_allclose(atoms.get_forces(), f.forces, atol=1e-4)
         np.testing.assert_allclose(atoms.get_stress(voigt=False), f.stress, atol=1e-6)
+
+
+def test_eam_backend_choice():
+    with pytest.raises(ValueError, match="backend"):
+        eam_calculator("gulp")

@@ -9,7 +9,10 @@ Measures (model and EAM side by side where both apply):
 * ``b2``: B2 CuZr lattice constant (energy minimum, Å) and phonons (overlaid plot);
 * ``quench``: melt-quench of Cu64Zr36 at 0 bar (same start, seed, rate and fits):
   Tg from V(T) and H(T), 300 K glass volume and energy per atom, RDF first peaks;
-* ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps).
+* ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
+* ``architectures``: the NequIP model (``model.pth``) against the Allegro model
+  (``allegro/model.pth``): test errors, parameters, training cost (from each
+  run's ``metrics.csv``) and ASE MD time per step at 500 and 2000 atoms.
 
 Results go to ``validation/results.json`` and plots next to it; ``--markdown``
 prints the table for ``data/cuzr/README.md``. Needs ``pip install -e ".[reference]"``.
@@ -24,10 +27,12 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("errors", "b2", "quench", "nve")
+STEPS = ("errors", "b2", "quench", "nve", "architectures")
+ARCHITECTURES = {"NequIP": (HERE / "model.pth", HERE / "training" / "metrics.csv"),
+                 "Allegro": (HERE / "allegro" / "model.pth", HERE / "allegro" / "metrics.csv")}
 
 
-def test_errors(model_path: Path) -> dict:
+def test_errors(model_path: Path, plot_name: str = "parity_test.png") -> dict:
     from equicalc.data import GraphDataset, read_frames
     from equicalc.model_io import load_model
     from equicalc.train.metrics import error_metrics, parity_plot, predict
@@ -35,8 +40,50 @@ def test_errors(model_path: Path) -> dict:
     model = load_model(model_path)
     frames = read_frames(HERE / "test.extxyz.gz")
     arrays = predict(model, GraphDataset(frames, model.r_max), batch_size=16).arrays()
-    parity_plot(arrays, HERE / "validation" / "parity_test.png", title="Cu–Zr test split")
+    parity_plot(arrays, HERE / "validation" / plot_name, title=f"Cu–Zr test split: {model_path.name}")
     return error_metrics(arrays, per_species=True) | {"frames": len(frames)}
+
+
+def md_step_ms(model_path: Path, n_atoms: int, steps: int = 10) -> float:
+    """Wall time of one velocity-Verlet step (energy, forces and stress), ms, EquiCalc defaults, float32."""
+    from ase import units
+    from ase.md.velocitydistribution import thermalize_momenta
+    from ase.md.verlet import VelocityVerlet
+
+    from equicalc import EquiCalc
+    from equicalc.cli import cuzr_liquid_cell
+
+    atoms = cuzr_liquid_cell(n_atoms)
+    atoms.calc = EquiCalc(str(model_path))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(1))
+    dyn = VelocityVerlet(atoms, 1.0 * units.fs)
+    dyn.attach(atoms.get_stress, interval=1)
+    dyn.run(2)  # compiles and caches kernels, builds the neighbour list
+    t0 = time.perf_counter()
+    dyn.run(steps)
+    return (time.perf_counter() - t0) / steps * 1e3
+
+
+def architectures() -> dict:
+    """NequIP against Allegro on the same data: errors, size, training cost, MD speed."""
+    import csv
+
+    from equicalc.model_io import load_model
+
+    out = {}
+    for name, (model_path, metrics_path) in ARCHITECTURES.items():
+        model = load_model(model_path)
+        with open(metrics_path) as fh:
+            rows = list(csv.DictReader(fh))
+        seconds = sum(float(r["time_s"]) for r in rows)
+        out[name] = {"parameters": sum(p.numel() for p in model.parameters()),
+                     "hyperparameters": dict(model.config),
+                     "test": test_errors(model_path, f"parity_test_{name.lower()}.png"),
+                     "epochs": len(rows), "training_hours": seconds / 3600,
+                     "structures_per_s": float(np.median([float(r["structures_per_s"]) for r in rows])),
+                     "md_ms_per_step": {str(n): md_step_ms(model_path, n, steps=10 if n <= 500 else 5)
+                                        for n in (500, 2000)}}
+    return out
 
 
 def b2(calcs: dict) -> dict:
@@ -113,6 +160,25 @@ def nve_drift(calc, n_atoms: int = 500, ps: float = 4.0, seed: int = 0) -> dict:
             "fluctuation_meV_per_atom": float(np.std(energies) * 1e3)}
 
 
+def markdown_architectures(results: dict) -> str:
+    """The NequIP vs Allegro table for data/cuzr/README.md."""
+    a = results.get("architectures", {})
+    names = list(a)
+    rows = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+
+    def row(label, fn):
+        rows.append(f"| {label} | " + " | ".join(fn(a[n]) for n in names) + " |")
+
+    for key, label in (("energy", "energy (meV/atom)"), ("forces", "forces (meV/Å)"), ("stress", "stress (meV/Å³)")):
+        row(f"test MAE / RMSE, {label}", lambda r, k=key: f"{r['test'][k + '_mae']:.2f} / {r['test'][k + '_rmse']:.2f}")
+    row("parameters", lambda r: f"{r['parameters']:,}".replace(",", " "))
+    row("training: epochs, hours (2 CPU cores)", lambda r: f"{r['epochs']}, {r['training_hours']:.1f}")
+    row("training: structures/s (median epoch)", lambda r: f"{r['structures_per_s']:.1f}")
+    for n in ("500", "2000"):
+        row(f"ASE MD, ms/step, {n} atoms", lambda r, n=n: f"{r['md_ms_per_step'][n]:.0f}")
+    return "\n".join(rows)
+
+
 def markdown(results: dict) -> str:
     """The side-by-side table for data/cuzr/README.md."""
     q = results.get("quench", {})
@@ -148,23 +214,25 @@ def main(argv=None) -> None:
     parser.add_argument("--atoms", type=int, default=250, help="atoms in the quench (default 250)")
     parser.add_argument("--rate", type=float, default=100.0, help="cooling rate of the quench, K/ps (default 100)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--markdown", action="store_true", help="print the README table from saved results")
+    parser.add_argument("--calculators", nargs="+", choices=("model", "EAM"), default=["model", "EAM"],
+                        help="which side(s) of the quench to run; the other side's saved results are kept")
+    parser.add_argument("--markdown", action="store_true", help="print the README tables from saved results")
     args = parser.parse_args(argv)
     folder = HERE / "validation"
     folder.mkdir(exist_ok=True)
     results_path = folder / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if args.markdown:
-        print(markdown(results))
+        print(markdown(results) + "\n\n" + markdown_architectures(results))
         return
     from equicalc import EquiCalc
     from equicalc.cli import eam_calculator
 
-    model = EquiCalc(str(args.model))
     eam = eam_calculator()
     if eam is None:
         raise SystemExit("the EAM reference needs pip install -e '.[reference]'")
-    calcs = {"model": model, "EAM": eam}
+    calcs = {"model": EquiCalc(str(args.model)), "EAM": eam}
+    quench_calcs = {name: calcs[name] for name in args.calculators}
     for step in args.only:
         t0 = time.time()
         if step == "errors":
@@ -172,15 +240,17 @@ def main(argv=None) -> None:
         elif step == "b2":
             results["b2"] = b2(calcs)
         elif step == "quench":
-            results["quench"] = quench_both(calcs, args.atoms, args.rate, args.seed)
+            results["quench"] = results.get("quench", {}) | quench_both(quench_calcs, args.atoms, args.rate, args.seed)
             results["quench_protocol"] = {"atoms": args.atoms, "rate_K_per_ps": args.rate, "t_melt_K": 2200.0,
                                           "t_final_K": 300.0, "seed": args.seed, "timestep_fs": 2.0,
                                           "liquid_fit_K": [1300, 2200], "glass_fit_K": [300, 700]}
         elif step == "nve":
-            results["nve"] = nve_drift(model)
+            results["nve"] = nve_drift(EquiCalc(str(args.model)))
+        elif step == "architectures":
+            results["architectures"] = architectures()
         results_path.write_text(json.dumps(results, indent=1))
         print(f"{step}: done in {time.time() - t0:.0f} s", flush=True)
-    print(markdown(results))
+    print(markdown(results) + "\n\n" + markdown_architectures(results))
 
 
 if __name__ == "__main__":
