@@ -114,7 +114,8 @@ def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int) -> dict:
         atoms = cuzr_liquid_cell(n_atoms, seed=seed, volume_per_atom=17.5)
         folder = HERE / "validation" / f"quench_{name.split()[0].lower()}"
         res = quench(atoms, calc, t_melt=2200.0, t_final=300.0, cooling_rate=rate, melt_time=4.0, hold_time=4.0,
-                     directory=folder, seed=seed, trajectory_interval=100, checkpoint_interval=100)
+                     directory=folder, seed=seed, trajectory_interval=100, checkpoint_interval=100,
+                     resume=False)  # a new model must not continue the previous model's run
         res.plot(folder / "quench.png", liquid_range=(1300, 2200), glass_range=(300, 700))
         tg_v = res.glass_transition("volume", liquid_range=(1300, 2200), glass_range=(300, 700))
         tg_h = res.glass_transition("enthalpy", liquid_range=(1300, 2200), glass_range=(300, 700))
@@ -183,7 +184,7 @@ def markdown(results: dict) -> str:
     """The side-by-side table for data/cuzr/README.md."""
     q = results.get("quench", {})
     b = results.get("b2", {})
-    names = list(q or b)
+    names = sorted(q or b, key=lambda n: n != "model")  # model first, then the reference
     rows = ["| quantity | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
 
     def row(label, fn):
@@ -221,9 +222,12 @@ def main(argv=None) -> None:
     folder = HERE / "validation"
     folder.mkdir(exist_ok=True)
     results_path = folder / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+
+    def saved() -> dict:  # re-read before each write: several compare.py runs may share the file
+        return json.loads(results_path.read_text()) if results_path.exists() else {}
+
     if args.markdown:
-        print(markdown(results) + "\n\n" + markdown_architectures(results))
+        print(markdown(saved()) + "\n\n" + markdown_architectures(saved()))
         return
     from equicalc import EquiCalc
     from equicalc.cli import eam_calculator
@@ -235,22 +239,25 @@ def main(argv=None) -> None:
     quench_calcs = {name: calcs[name] for name in args.calculators}
     for step in args.only:
         t0 = time.time()
+        new = {}
         if step == "errors":
-            results["errors"] = test_errors(args.model)
+            new["errors"] = test_errors(args.model)
         elif step == "b2":
-            results["b2"] = b2(calcs)
+            new["b2"] = b2(calcs)
         elif step == "quench":
-            results["quench"] = results.get("quench", {}) | quench_both(quench_calcs, args.atoms, args.rate, args.seed)
-            results["quench_protocol"] = {"atoms": args.atoms, "rate_K_per_ps": args.rate, "t_melt_K": 2200.0,
-                                          "t_final_K": 300.0, "seed": args.seed, "timestep_fs": 2.0,
-                                          "liquid_fit_K": [1300, 2200], "glass_fit_K": [300, 700]}
+            new["quench"] = quench_both(quench_calcs, args.atoms, args.rate, args.seed)
+            new["quench_protocol"] = {"atoms": args.atoms, "rate_K_per_ps": args.rate, "t_melt_K": 2200.0,
+                                      "t_final_K": 300.0, "seed": args.seed, "timestep_fs": 2.0,
+                                      "liquid_fit_K": [1300, 2200], "glass_fit_K": [300, 700]}
         elif step == "nve":
-            results["nve"] = nve_drift(EquiCalc(str(args.model)))
+            new["nve"] = nve_drift(EquiCalc(str(args.model)))
         elif step == "architectures":
-            results["architectures"] = architectures()
-        results_path.write_text(json.dumps(results, indent=1))
+            new["architectures"] = architectures()
+        results = saved()
+        new["quench"] = results.get("quench", {}) | new.get("quench", {})  # keeps the other side's quench
+        results_path.write_text(json.dumps(results | new, indent=1))
         print(f"{step}: done in {time.time() - t0:.0f} s", flush=True)
-    print(markdown(results) + "\n\n" + markdown_architectures(results))
+    print(markdown(saved()) + "\n\n" + markdown_architectures(saved()))
 
 
 if __name__ == "__main__":
