@@ -426,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     qu = sub.add_parser("quench", help="Cu–Zr melt-quench: Tg from V(T) and H(T), plots and RDF")
     qu.add_argument("--atoms", type=int, default=250, help="number of atoms (default 250)")
     qu.add_argument("--cu-fraction", type=float, default=0.64, help="fraction of Cu (default 0.64)")
-    qu.add_argument("--t-melt", type=float, default=2000.0, help="melt temperature, K (default 2000)")
+    qu.add_argument("--t-melt", type=float, default=1600.0,
+                    help="melt temperature, K (default 1600: liquid, and within the shipped model's stable range)")
     qu.add_argument("--t-final", type=float, default=300.0, help="final temperature, K (default 300)")
     qu.add_argument("--rate", type=float, default=200.0, help="cooling rate, K/ps (default 200)")
     qu.add_argument("--melt-time", type=float, default=3.0, help="ps at t-melt before cooling (default 3)")

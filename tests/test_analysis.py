@@ -142,7 +142,7 @@ def emt_alloy(seed=0):
 def test_quench_follows_the_ramp_and_resumes(tmp_path):
     kw = dict(t_melt=1500.0, t_final=300.0, cooling_rate=1000.0, timestep=4.0, melt_time=0.4, hold_time=0.2,
               window=100.0, sample_interval=5, trajectory_interval=50, checkpoint_interval=50, seed=1,
-              show_progress=False, t_tau=40.0, p_tau=400.0)
+              show_progress=False, t_tau=40.0, p_tau=400.0, relax_steps=0)
     res = quench(emt_alloy(), EMT(), directory=tmp_path / "a", **kw)
     d = res.data
     n_steps = int(round((0.4 + 1.2 + 0.2) * 1000 / 4))
@@ -188,11 +188,27 @@ def _quench_killed_at(directory, step, kw):
     quench(emt_alloy(), Killer(), directory=directory, **kw)
 
 
+def test_quench_relaxes_a_random_start(tmp_path):
+    """Overlapping atoms are relaxed at fixed cell first, so the first recorded pressure is moderate."""
+    from equicalc.cli import cuzr_liquid_cell
+
+    start = cuzr_liquid_cell(32, seed=2, volume_per_atom=12.0)
+    start.numbers[start.numbers == 40] = 79  # a Cu-Au alloy that EMT knows, squeezed
+    kw = dict(t_melt=1000.0, t_final=900.0, cooling_rate=10000.0, timestep=2.0, melt_time=0.02, hold_time=0.0,
+              sample_interval=1, trajectory_interval=0, show_progress=False)
+    raw = quench(start, EMT(), directory=tmp_path / "raw", relax_steps=0, **kw)
+    relaxed = quench(start, EMT(), directory=tmp_path / "relaxed", relax_steps=50, **kw)
+    assert relaxed.data["epot_per_atom"][0] < raw.data["epot_per_atom"][0] - 0.05
+    assert abs(relaxed.data["pressure_GPa"][0]) < abs(raw.data["pressure_GPa"][0])
+
+
 def test_quench_input_errors(tmp_path):
     with pytest.raises(ValueError, match="periodic"):
         quench(Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]]), EMT(), directory=tmp_path)
     with pytest.raises(ValueError, match="above t_melt"):
         quench(emt_alloy(), EMT(), t_melt=300, t_final=500, directory=tmp_path)
+    with pytest.raises(ValueError, match="relax_steps"):
+        quench(emt_alloy(), EMT(), relax_steps=-1, directory=tmp_path)
 
 
 def test_phonons_of_fcc_cu_with_emt_match_finite_differences(tmp_path):

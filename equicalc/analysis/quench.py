@@ -236,7 +236,8 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
            pressure: float = 0.0, timestep: float = 2.0, melt_time: float = 10.0, hold_time: float = 5.0,
            window: float = 50.0, sample_interval: int = 10, trajectory_interval: int = 500,
            checkpoint_interval: int = 500, directory="quench", seed: int = 0, t_tau: float = 100.0,
-           p_tau: float = 1000.0, show_progress: bool = True, resume: bool = True) -> QuenchResult:
+           p_tau: float = 1000.0, relax_steps: int = 50, show_progress: bool = True,
+           resume: bool = True) -> QuenchResult:
     """Melt, cool linearly and hold ``atoms`` with ``calc`` at constant pressure (ASE MD).
 
     Args:
@@ -254,6 +255,10 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
         directory: output folder: ``quench.csv``, ``quench.traj``, ``state.traj``, ``state.json``, ``log.txt``.
         seed: seed of the velocities and of the Langevin noise.
         t_tau, p_tau: thermostat and barostat time constants, fs.
+        relax_steps: on a fresh start, at most this many FIRE steps at fixed cell (to forces
+            below 0.2 eV/Å) before the MD. A random start has overlapping atoms and pressures of
+            tens of GPa; without the relaxation the barostat's first swing can expand the cell
+            far beyond the densities a machine-learned potential was trained on. 0 skips it.
         show_progress: progress bar.
         resume: continue from ``directory``'s saved state if there is one (same protocol);
             ``False`` starts afresh and overwrites.
@@ -273,6 +278,8 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
         raise ValueError("quench: t_melt, t_final, cooling_rate and timestep must be positive")
     if t_final > t_melt:
         raise ValueError(f"quench: t_final ({t_final} K) is above t_melt ({t_melt} K)")
+    if relax_steps < 0:
+        raise ValueError(f"quench: relax_steps must be >= 0, got {relax_steps}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cool_time = (t_melt - t_final) / cooling_rate
@@ -281,7 +288,7 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
     protocol = dict(t_melt=float(t_melt), t_final=float(t_final), cooling_rate=float(cooling_rate),
                     pressure_bar=float(pressure), timestep_fs=float(timestep), melt_time=float(melt_time),
                     hold_time=float(hold_time), window=float(window), n_atoms=len(atoms), n_steps=n_steps,
-                    seed=int(seed), formula=atoms.get_chemical_formula())
+                    seed=int(seed), relax_steps=int(relax_steps), formula=atoms.get_chemical_formula())
     state_file = directory / "state.json"
     csv_path = directory / "quench.csv"
     traj_path = directory / "quench.traj"
@@ -299,6 +306,11 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
             if p.exists():
                 p.unlink()
         atoms = atoms.copy()
+        if relax_steps:
+            from ase.optimize import FIRE
+
+            atoms.calc = calc
+            FIRE(atoms, logfile=None).run(fmax=0.2, steps=relax_steps)
         thermalize_momenta(atoms, temperature_K=t_melt, rng=np.random.default_rng(seed))
         Stationary(atoms)
     atoms.calc = calc
