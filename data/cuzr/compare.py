@@ -262,7 +262,8 @@ def main(argv=None) -> None:
         elif step == "architectures":
             new["architectures"] = architectures()
         results = saved()
-        new["quench"] = results.get("quench", {}) | new.get("quench", {})  # keeps the other side's quench
+        if "quench" in new:  # keep the other side's saved quench
+            new["quench"] = results.get("quench", {}) | new["quench"]
         results_path.write_text(json.dumps(results | new, indent=1))
         print(f"{step}: done in {time.time() - t0:.0f} s", flush=True)
     print(markdown(saved()) + "\n\n" + markdown_architectures(saved()))
