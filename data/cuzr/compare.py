@@ -235,7 +235,8 @@ def main(argv=None) -> None:
         return json.loads(results_path.read_text()) if results_path.exists() else {}
 
     if args.markdown:
-        print(markdown(saved()) + "\n\n" + markdown_architectures(saved()))
+        results = saved()
+        print(markdown(results) + "\n\n" + markdown_architectures(results))
         return
     from equicalc import EquiCalc
     from equicalc.cli import eam_calculator
@@ -258,7 +259,7 @@ def main(argv=None) -> None:
                                       "t_final_K": 300.0, "seed": args.seed, "timestep_fs": 2.0,
                                       "liquid_fit_K": list(LIQUID_FIT), "glass_fit_K": [300, 700]}
         elif step == "nve":
-            new["nve"] = nve_drift(EquiCalc(str(args.model)))
+            new["nve"] = nve_drift(calcs["model"])
         elif step == "architectures":
             new["architectures"] = architectures()
         results = saved()
@@ -266,7 +267,8 @@ def main(argv=None) -> None:
             new["quench"] = results.get("quench", {}) | new["quench"]
         results_path.write_text(json.dumps(results | new, indent=1))
         print(f"{step}: done in {time.time() - t0:.0f} s", flush=True)
-    print(markdown(saved()) + "\n\n" + markdown_architectures(saved()))
+    results = saved()
+    print(markdown(results) + "\n\n" + markdown_architectures(results))
 
 
 if __name__ == "__main__":
