@@ -134,7 +134,8 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .data import GraphDataset, read_frames
     from .model_io import load_model
-    from .train.metrics import error_metrics, format_metrics, parity_plot, predict
+    from .train.metrics import (error_metrics, error_metrics_by_group, format_metrics, format_metrics_by_group,
+                                parity_plot, predict)
 
     device = torch_device(args.device)
     model = load_model(args.model, device=device)
@@ -153,6 +154,10 @@ def cmd_eval(args) -> int:
     data = GraphDataset(frames, model.r_max)
     arrays = predict(model, data, batch_size=args.batch_size, device=device, show_progress=not args.quiet).arrays()
     print(format_metrics(error_metrics(arrays, per_species=True), f"{args.data}: {len(frames)} frames, {args.model}"))
+    if args.by:
+        groups = [f.atoms.info.get(args.by, "(none)") for f in frames]
+        print()
+        print(format_metrics_by_group(error_metrics_by_group(arrays, groups), f"by {args.by} (MAE / RMSE)"))
     if args.plot:
         parity_plot(arrays, args.plot, title=str(args.data))
         print(f"parity plot written to {args.plot}")
@@ -401,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--output", help="write frames with predictions (pred_energy, pred_forces, pred_stress) as extxyz")
     ev.add_argument("--plot", help="write a parity plot (PNG)")
+    ev.add_argument("--by", metavar="KEY", help="also a table per value of this info key (e.g. config_type)")
     ev.add_argument("--energy-key", default="energy")
     ev.add_argument("--forces-key", default="forces")
     ev.add_argument("--stress-key", default="stress", help="'' to ignore stress")

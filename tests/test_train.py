@@ -264,3 +264,60 @@ def test_allegro_trains_from_a_config(emt_files, tmp_path):
     assert model.architecture == "allegro" and model.config["num_tensor_features"] == 2
     with pytest.raises(ValueError, match="did you mean 'num_tensor_features'"):
         config_from_dict({"data": {"train": "x"}, "model": {"architecture": "allegro", "num_tensor_feature": 2}})
+
+
+def test_fine_tuning_starts_from_the_given_model(emt_files, tmp_path):
+    base = train(tiny_config(emt_files, tmp_path / "base", max_epochs=2), show_progress=False, echo=False)
+    raw = {"run_dir": str(tmp_path / "tuned"), "data": {"train": "train.extxyz", "val": "val.extxyz"},
+           "model": {"dtype": "float64", "init_from": base["model_path"]},
+           "training": {"batch_size": 4, "max_epochs": 1, "lr": 1e-12, "num_threads": 2}}
+    # an epoch at a negligible learning rate leaves the given model (weights, shifts and scale) as it
+    # was: the run started from it, not from a fresh model built from the data's statistics
+    tuned = train(config_from_dict(raw, base_dir=emt_files), show_progress=False, echo=False)
+    start, end = load_model(base["model_path"]), load_model(tuned["model_path"])
+    for (k, x), (_, y) in zip(start.state_dict().items(), end.state_dict().items()):
+        assert torch.allclose(x, y, rtol=0, atol=1e-9), k
+    assert "fine-tuning" in (tmp_path / "tuned" / "log.txt").read_text()
+    # from a checkpoint (its EMA weights) at a real learning rate: the first epoch is already as good
+    # as the base model, far better than a fresh model's first epoch
+    raw.update(run_dir=str(tmp_path / "tuned2"))
+    raw["model"]["init_from"] = str(tmp_path / "base" / "checkpoint_best.pt")
+    raw["training"]["lr"] = 1e-3
+    train(config_from_dict(raw, base_dir=emt_files), show_progress=False, echo=False)
+    base_rows = list(csv.DictReader(open(tmp_path / "base" / "metrics.csv")))
+    tuned_rows = list(csv.DictReader(open(tmp_path / "tuned2" / "metrics.csv")))
+    assert float(tuned_rows[0]["val_forces_mae"]) < 0.8 * float(base_rows[0]["val_forces_mae"])
+    # options that contradict the model are refused, and a missing file is named
+    raw["model"]["r_max"] = 3.0
+    raw["run_dir"] = str(tmp_path / "tuned3")
+    with pytest.raises(ValueError, match="r_max"):
+        train(config_from_dict(raw, base_dir=emt_files), show_progress=False, echo=False)
+    raw["model"] = {"init_from": "missing.pth"}
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        train(config_from_dict(raw, base_dir=emt_files), show_progress=False, echo=False)
+
+
+def test_error_metrics_by_group_match_each_subset(emt_files, capsys):
+    from equicalc.model_io import build_model
+    from equicalc.train.metrics import error_metrics, error_metrics_by_group, predict
+
+    model = build_model("nequip", species=["Cu", "Au"], dtype="float64", seed=0, r_max=4.0, num_layers=1,
+                        num_features=8, num_basis=4, radial_hidden=8)
+    frames = read_frames(emt_files / "val.extxyz")
+    frames[3].stress = None  # a frame without stress still counts for energy and forces
+    groups = ["odd" if k % 2 else "even" for k in range(len(frames))]
+    by_group = error_metrics_by_group(predict(model, GraphDataset(frames, 4.0)).arrays(), groups)
+    assert sorted(by_group) == ["even", "odd"] and by_group["odd"]["frames"] == 5
+    for label in ("even", "odd"):
+        subset = [f for f, g in zip(frames, groups) if g == label]
+        direct = error_metrics(predict(model, GraphDataset(subset, 4.0)).arrays())
+        for key, value in direct.items():
+            assert by_group[label][key] == pytest.approx(value, rel=1e-9), (label, key)
+    path = emt_files / "val.extxyz"
+    model_path = emt_files / "group_model.pth"
+    from equicalc.model_io import save_model
+
+    save_model(model, model_path)
+    assert main(["eval", str(model_path), str(path), "--by", "config_type", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "by config_type" in out and "(none)" in out  # the EMT frames carry no config_type

@@ -7,7 +7,7 @@ with their energy (eV), forces (eV/Å) and virial stress (eV/Å³, ASE sign, no
 kinetic part), and a sample of frames is re-evaluated with matscipy's EAM
 calculator as an independent check.
 
-What is sampled (64–250 atoms per frame, frames ≥ 0.5 ps apart):
+What is sampled (64–250 atoms per frame except in ``sparse``; MD frames ≥ 0.5 ps apart):
 
 * ``liquid``: Cu64Zr36 liquids, 2200 K down into the supercooled range (NPT, 0 bar);
 * ``liquid_composition``: Cu50Zr50, Cu56Zr44 and Cu70Zr30 liquids;
@@ -16,7 +16,13 @@ What is sampled (64–250 atoms per frame, frames ≥ 0.5 ps apart):
 * ``crystal``: B2 CuZr (also with antisites), fcc Cu, hcp Zr (pure and with
   substitutions), C11b CuZr2 and C15 Cu2Zr; relaxed, then at 300–1200 K;
 * ``strained``: glasses and crystals under random strains up to ±6 % (incl. shear), 300 K;
-* ``surface``: glass, B2 and fcc slabs with 12 Å of vacuum, 300–900 K.
+* ``surface``: glass, B2 and fcc slabs with 12 Å of vacuum, 300–900 K;
+* ``sparse``: what a liquid visits when it expands or evaporates: isolated atoms
+  (energy 0), dimers of each pair from 3/4 of its bond length to beyond the cutoff, small clusters,
+  and liquids at 1.15–3 times their volume (affinely stretched, and after NVT MD
+  at 2000 K, where they cavitate into droplets and vapour). 1–100 atoms per frame.
+  Without these frames a model learns nothing about low density, and an NPT
+  liquid can swell without bound.
 
 Usage (``pip install -e ".[reference]"`` first)::
 
@@ -392,8 +398,63 @@ def check_with_matscipy(frames: list, n: int, rng) -> dict:
     return worst
 
 
+def single_points(structures: list, rng, **info) -> list:
+    """EAM labels of each structure (no MD)."""
+    frames = []
+    for atoms in structures:
+        run = EAMRun(atoms, int(rng.integers(1 << 30)))
+        frames.append(run.frame(**info))
+        run.close()
+    return frames
+
+
+def sparse(rng, quick: bool) -> list:
+    """Isolated atoms, dimers, small clusters and expanded liquids (see the module docstring)."""
+    box = 20.0  # > 2 x the EAM cutoff (7.6 Å): no atom sees another's periodic image
+    frames = single_points([Atoms(s, positions=[rng.uniform(0, box, 3)], cell=[box] * 3, pbc=True)
+                            for s in ("Cu", "Zr") for _ in range(1 if quick else 2)], rng,
+                           config_type="isolated_atom", temperature=0.0)
+    for pair, closest in (("CuCu", 1.9), ("CuZr", 2.15), ("ZrZr", 2.4)):  # about 3/4 of the bond length
+        distances = np.linspace(closest, 8.0, 4 if quick else 25)
+        dimers = [Atoms(pair, positions=[[5, 5, 5], [5 + d, 5, 5]], cell=[box] * 3, pbc=True) for d in distances]
+        frames += single_points(dimers, rng, config_type="dimer", temperature=0.0)
+    clusters = []
+    for _ in range(3 if quick else 40):
+        n = int(rng.integers(3, 13))
+        positions = [np.zeros(3)]
+        while len(positions) < n:  # grow the cluster: each new atom 2.2–3.4 Å from a random member
+            v = rng.normal(size=3)
+            p = positions[rng.integers(len(positions))] + v / np.linalg.norm(v) * rng.uniform(2.2, 3.4)
+            if min(np.linalg.norm(p - q) for q in positions) > 2.2:
+                positions.append(p)
+        symbols = rng.choice(["Cu", "Zr"], size=n, p=[0.64, 0.36]).tolist()
+        positions = np.array(positions) - np.mean(positions, axis=0) + box / 2
+        clusters.append(Atoms(symbols, positions=positions, cell=[box] * 3, pbc=True))
+    frames += single_points(clusters, rng, config_type="cluster", temperature=0.0)
+    jobs = [(100, 0.64, (1.15, 1.3, 1.5, 1.75, 2.0, 2.5, 3.0), 6), (64, 0.50, (1.3, 2.0, 3.0), 4),
+            (64, 0.70, (1.3, 2.0, 3.0), 4)]
+    for n, x, factors, per_factor in jobs[:1] if quick else jobs:
+        run = melt(random_alloy(n, x, 16.5, rng), int(rng.integers(1 << 30)), ps=10.0)
+        liquid = run.atoms()
+        run.close()
+        for f in factors[::3] if quick else factors:
+            stretched = liquid.copy()
+            stretched.set_cell(liquid.cell.array * f ** (1 / 3), scale_atoms=True)
+            run = EAMRun(stretched, int(rng.integers(1 << 30)))
+            frames.append(run.frame(config_type="expanded", temperature=2200.0, volume_factor=f))
+            run.velocities(2000.0)
+            run.ensemble("nvt", 2000.0)
+            frames += run.sample(1 if quick else per_factor, 1000, config_type="expanded", temperature=2000.0,
+                                 volume_factor=f)
+            run.close()
+    return frames
+
+
 STAGES = {"liquids": liquids, "quenches": quenches, "crystals": crystals, "strained": strained,
-          "surfaces": surfaces}
+          "surfaces": surfaces, "sparse": sparse}
+# stages split into train/val/test together by one permutation; later stages are split on their own, so
+# that adding a stage leaves the earlier splits (and the test set of models trained on them) unchanged
+FIRST_STAGES = ("liquids", "quenches", "crystals", "strained", "surfaces")
 
 
 def run_stage(name: str, seed: int, quick: bool, cache: Path) -> list:
@@ -423,27 +484,35 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     cache = args.cache or args.out / ".cache"
     t0 = time.time()
-    frames = []
+    frames, by_stage = [], {}
     for name in args.stages:
-        stage_frames = run_stage(name, args.seed, args.quick, cache)
-        print(f"{name:>10s}: {len(stage_frames):5d} frames  ({time.time() - t0:7.1f} s)", flush=True)
-        frames += stage_frames
+        by_stage[name] = run_stage(name, args.seed, args.quick, cache)
+        print(f"{name:>10s}: {len(by_stage[name]):5d} frames  ({time.time() - t0:7.1f} s)", flush=True)
+        frames += by_stage[name]
     if args.stages != list(STAGES):
         print("partial run: stages cached; run without --stages to write the data set")
         return
-    rng = np.random.default_rng([args.seed, len(STAGES)])
-    worst = check_with_matscipy(frames, 5 if args.quick else 40, rng)
+    n_first = sum(len(by_stage[name]) for name in FIRST_STAGES)
+    rng = np.random.default_rng([args.seed, len(FIRST_STAGES)])
+    worst = check_with_matscipy(frames[:n_first], 5 if args.quick else 40, rng)
     print("LAMMPS vs matscipy EAM, largest differences:", {k: f"{v:.2e}" for k, v in worst.items()})
 
-    order = rng.permutation(len(frames))
-    n_train = int(round(args.fractions[0] * len(frames)))
-    n_val = int(round(args.fractions[1] * len(frames)))
-    splits = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    splits = {"train": [], "val": [], "test": []}
+    groups = [frames[:n_first]] + [by_stage[name] for name in STAGES if name not in FIRST_STAGES]
+    for k, group in enumerate(groups):
+        if k:
+            rng = np.random.default_rng([args.seed, len(FIRST_STAGES) + k])
+        order = rng.permutation(len(group))
+        n_train = int(round(args.fractions[0] * len(group)))
+        n_val = int(round(args.fractions[1] * len(group)))
+        for name, idx in (("train", order[:n_train]), ("val", order[n_train:n_train + n_val]),
+                          ("test", order[n_train + n_val:])):
+            splits[name] += [group[i] for i in sorted(idx)]
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, idx in splits.items():
+    for name, split in splits.items():
         path = args.out / f"{name}.extxyz.gz"
-        write(path, [frames[k] for k in sorted(idx)], format="extxyz")
-        print(f"wrote {path} ({len(idx)} frames)")
+        write(path, split, format="extxyz")
+        print(f"wrote {path} ({len(split)} frames)")
     print(f"done in {time.time() - t0:.0f} s")
 
 

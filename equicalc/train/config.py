@@ -60,12 +60,16 @@ class ModelConfig:
     ``num_layers``, ``num_features``, ``num_basis``, ``radial_hidden``,
     ``radial_layers``, ``readout_hidden``, ``resnet``, ``poly_p``,
     ``avg_num_neighbors``); see ``equicalc.nn.NequIP``. ``avg_num_neighbors``,
-    the per-species shifts and the scale default to the training-set statistics.
+    the per-species shifts and the scale default to the training-set statistics,
+    unless ``init_from`` names a model to fine-tune: then they are that model's.
     """
 
     architecture: str = _f("nequip", "network architecture", choices=("nequip", "allegro"))
     dtype: str = _f("float32", "precision of the weights", choices=("float32", "float64"))
     seed: int = _f(0, "seed of the weight initialisation")
+    init_from: Optional[str] = _f(None, "fine-tuning: start from the weights, shifts and scale of this model file "
+                                        "(.pth) or checkpoint (.pt), relative to the config file; options given "
+                                        "here must agree with it")
     options: Dict[str, Any] = _f({}, "(the architecture's hyperparameters, given directly under `model:`)")
 
 
@@ -124,10 +128,10 @@ class Config:
         base = os.path.abspath(d.pop("base_dir"))
         options = d["model"].pop("options")
         d["model"].update(options)
-        for key in ("train", "val", "test"):
-            path = d["data"][key]
+        for section, key in (("data", "train"), ("data", "val"), ("data", "test"), ("model", "init_from")):
+            path = d[section][key]
             if path is not None and os.path.abspath(path).startswith(base + os.sep):
-                d["data"][key] = os.path.relpath(os.path.abspath(path), base)
+                d[section][key] = os.path.relpath(os.path.abspath(path), base)
         return d
 
 
@@ -142,6 +146,8 @@ def _unknown(key: str, allowed, where: str) -> ValueError:
 
 
 def _type_name(tp) -> str:
+    if typing.get_origin(tp) is Union:
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
@@ -251,6 +257,9 @@ def config_from_dict(raw: dict, base_dir: Union[str, os.PathLike] = ".") -> Conf
         raise ValueError(f"config: 'model.architecture' must be one of {', '.join(ARCHITECTURES)}; got {arch!r}")
     allowed = architecture_options(arch)
     model_vals, options = _section(ModelConfig, raw_model, "model.", extra_ok=tuple(allowed))
+    if model_vals.get("init_from") is not None:
+        p = Path(model_vals["init_from"]).expanduser()
+        model_vals["init_from"] = str(p if p.is_absolute() else Path(base_dir) / p)
     for key, value in options.items():
         options[key] = _check_option(value, allowed[key], f"model.{key}")
     loss_vals, _ = _section(LossConfig, raw.get("loss"), "loss.")
@@ -302,7 +311,7 @@ def config_reference() -> str:
                 default = f"`{f.default}`" if f.default is not None else "null"
             else:
                 default = "required"
-            tp = _type_name(hints[f.name]).replace("NoneType", "null")
+            tp = _type_name(hints[f.name])
             doc = f.metadata.get("doc", "")
             if f.metadata.get("choices"):
                 doc += " (" + ", ".join(map(str, f.metadata["choices"])) + ")"

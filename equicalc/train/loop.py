@@ -22,7 +22,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from ..data import Batch, GraphDataset, collate, dataset_statistics, frames_by_split
-from ..model_io import build_model, save_model
+from ..model_io import _dtype, build_model, save_model
 from ..nn.forces import compute_properties
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import Config, architecture_options
@@ -209,6 +209,9 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
                 raise ValueError(f"cannot restart: model.{key} is {value!r} in the config but {stored[key]!r} "
                                  f"in {last_path}")
         r_max = stored["r_max"]
+    elif cfg.model.init_from:
+        start = _initial_model(cfg)
+        r_max = start.config["r_max"]
     else:
         r_max = options.get("r_max", architecture_options(cfg.model.architecture)["r_max"].default)
     # neighbour lists are built once here and serve both the statistics and the training
@@ -216,6 +219,12 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
     if restart:
         model = model_from_checkpoint(ckpt, ema=False)
         stats = ckpt["stats"]
+    elif cfg.model.init_from:
+        stats = dataset_statistics(data["train"], species=dc.species or start.species)
+        model = start
+        shifts = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(start.species, start.scale_shift.shifts.tolist()))
+        log(f"fine-tuning {cfg.to_dict()['model']['init_from']}: its weights, scale and per-species shifts "
+            f"({shifts} eV) are the start")
     else:
         stats = dataset_statistics(data["train"], species=dc.species)
         options.setdefault("avg_num_neighbors", round(stats["avg_num_neighbors"], 4))
@@ -335,6 +344,29 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
         return summary
     summary.update(_finish(cfg, best_path, model_path, data, device, log))
     return summary
+
+
+def _initial_model(cfg: Config):
+    """The model named by ``model.init_from`` (checkpoint: its EMA weights), checked against the config."""
+    from ..model_io import load_model, read_checked_file
+    from .checkpoint import FORMAT_NAME, FORMAT_VERSION
+
+    path = Path(cfg.model.init_from)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.init_from: no file {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(payload, dict) and payload.get("format") == FORMAT_NAME:
+        model = model_from_checkpoint(read_checked_file(path, FORMAT_NAME, FORMAT_VERSION, "checkpoint"), ema=True)
+    else:
+        model = load_model(path)
+    if model.architecture != cfg.model.architecture:
+        raise ValueError(f"model.init_from: {path} is a {model.architecture} model but model.architecture is "
+                         f"{cfg.model.architecture!r}")
+    for key, value in cfg.model.options.items():
+        if model.config.get(key) != value:
+            raise ValueError(f"model.init_from: model.{key} is {value!r} in the config but "
+                             f"{model.config.get(key)!r} in {path}; drop it from the config")
+    return model.to(_dtype(cfg.model.dtype))
 
 
 def _finish(cfg: Config, best_path: Path, model_path: Path, data: dict, device, log: Callable) -> dict:

@@ -13,7 +13,8 @@ import torch
 from ..data import Batch, GraphDataset, collate
 from ..nn.forces import compute_properties
 
-__all__ = ["Accumulator", "predict", "error_metrics", "format_metrics", "parity_plot"]
+__all__ = ["Accumulator", "predict", "error_metrics", "error_metrics_by_group", "format_metrics",
+           "format_metrics_by_group", "parity_plot"]
 
 
 class Accumulator:
@@ -22,7 +23,7 @@ class Accumulator:
     def __init__(self):
         self.parts: Dict[str, List[np.ndarray]] = {k: [] for k in (
             "energy_ref", "energy_pred", "n_atoms", "forces_ref", "forces_pred", "numbers",
-            "stress_ref", "stress_pred", "index")}
+            "stress_ref", "stress_pred", "index", "stress_index")}
 
     def add(self, batch: Batch, out: Dict[str, torch.Tensor]) -> None:
         """Add one batch with the model's outputs (``energy``, ``forces``, optionally ``stress``)."""
@@ -39,6 +40,7 @@ class Accumulator:
             mask = batch.has_stress.cpu()
             self.parts["stress_ref"].append(np_(batch.stress[mask]).reshape(-1, 9))
             self.parts["stress_pred"].append(np_(out["stress"][mask]).reshape(-1, 9))
+            self.parts["stress_index"].append(batch.index.cpu().numpy()[mask.numpy()])
 
     def arrays(self) -> Dict[str, np.ndarray]:
         """Everything collected, concatenated."""
@@ -77,6 +79,46 @@ def error_metrics(arrays: Dict[str, np.ndarray], per_species: bool = False) -> D
             s = chemical_symbols[int(z)]
             m[f"forces_mae_{s}"], m[f"forces_rmse_{s}"] = _mae_rmse(f_err[sel])
     return m
+
+
+def select_frames(arrays: Dict[str, np.ndarray], frames) -> Dict[str, np.ndarray]:
+    """The part of ``Accumulator.arrays()`` that belongs to the structures at dataset positions ``frames``."""
+    keep = np.isin(arrays["index"], np.asarray(frames))
+    per_atom = np.repeat(keep, arrays["n_atoms"].astype(int))
+    keep_stress = np.isin(arrays["stress_index"], np.asarray(frames))
+    out = {}
+    for key, value in arrays.items():
+        if key.startswith("stress"):
+            out[key] = value[keep_stress]
+        elif key in ("forces_ref", "forces_pred", "numbers"):
+            out[key] = value[per_atom]
+        else:
+            out[key] = value[keep]
+    return out
+
+
+def error_metrics_by_group(arrays: Dict[str, np.ndarray], groups) -> Dict[str, Dict[str, float]]:
+    """``error_metrics`` for each group of structures; ``groups[k]`` labels the structure at dataset
+    position k (for example its ``config_type``). Adds ``frames``, the group's size."""
+    groups = np.asarray([str(g) for g in groups])
+    out = {}
+    for label in sorted(set(groups.tolist())):
+        m = error_metrics(select_frames(arrays, np.flatnonzero(groups == label)))
+        m["frames"] = int(np.count_nonzero(groups == label))
+        out[label] = m
+    return out
+
+
+def format_metrics_by_group(by_group: Dict[str, Dict[str, float]], title: str = "") -> str:
+    """A plain-text table of ``error_metrics_by_group`` output (MAE / RMSE of each quantity)."""
+    lines = [title] if title else []
+    width = max([len("group")] + [len(k) for k in by_group]) + 2
+    lines.append(f"{'group':<{width}}{'frames':>7}{'energy (meV/atom)':>22}{'forces (meV/Å)':>22}"
+                 f"{'stress (meV/Å³)':>22}")
+    for label, m in by_group.items():
+        cells = "".join(f"{m[q + '_mae']:>11.2f} /{m[q + '_rmse']:>8.2f}" for q in ("energy", "forces", "stress"))
+        lines.append(f"{label:<{width}}{m['frames']:>7d}{cells}")
+    return "\n".join(lines)
 
 
 def format_metrics(m: Dict[str, float], title: str = "") -> str:
