@@ -235,10 +235,7 @@ def cmd_quench(args) -> int:
         print(f"glass at {args.t_final:g} K: V = {v_glass:.3f} Å^3/atom, Epot = {e_glass:.4f} eV/atom")
         summary.update(glass_volume_per_atom=v_glass, glass_epot_per_atom=e_glass)
     res.plot(out / "quench.png")
-    from ase.io import read
-
-    frames = [a for a in read(out / "quench.traj", ":") if a.info.get("step", 0) * args.timestep / 1000
-              > args.melt_time + (args.t_melt - args.t_final) / args.rate] if (out / "quench.traj").exists() else []
+    frames = res.glass_frames()
     if frames:
         g = rdf(frames, r_max=8.0, nbins=160)
         g.plot(path=out / "rdf.png")

@@ -173,6 +173,8 @@ def test_quench_follows_the_ramp_and_resumes(tmp_path):
     from ase.io import read
 
     assert [a.info["step"] for a in read(b / "quench.traj", ":")] == list(range(50, n_steps + 1, 50))
+    # the glass frames are those of the hold: after 0.4 ps melt + 1.2 ps ramp = step 400
+    assert [a.info["step"] for a in done.glass_frames()] == [450]
 
 
 def _quench_killed_at(directory, step, kw):

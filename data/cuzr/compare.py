@@ -115,7 +115,6 @@ def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int) -> dict:
     from equicalc.analysis.quench import quench
     from equicalc.analysis.rdf import rdf
     from equicalc.cli import cuzr_liquid_cell
-    from ase.io import read
 
     out = {}
     for name, calc in calcs.items():
@@ -128,9 +127,7 @@ def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int) -> dict:
         tg_v = res.glass_transition("volume", liquid_range=LIQUID_FIT, glass_range=(300, 700))
         tg_h = res.glass_transition("enthalpy", liquid_range=LIQUID_FIT, glass_range=(300, 700))
         hold = res.data["stage"] == "hold"
-        frames = [a for a in read(folder / "quench.traj", ":")
-                  if a.info["step"] * 2.0 / 1000 > 4.0 + (T_MELT - 300.0) / rate]
-        g = rdf(frames, r_max=8.0, nbins=160)
+        g = rdf(res.glass_frames(), r_max=8.0, nbins=160)
         out[name] = {"tg_volume_K": tg_v.tg, "tg_volume_err_K": tg_v.error, "tg_enthalpy_K": tg_h.tg,
                      "tg_enthalpy_err_K": tg_h.error,
                      "glass_volume_per_atom": float(res.data["volume_per_atom"][hold].mean()),

@@ -175,6 +175,18 @@ class QuenchResult:
         w = self.windows(width)
         return fit_glass_transition(w["T"], w[keys[quantity]], liquid_range, glass_range, quantity=quantity)
 
+    def glass_frames(self) -> list:
+        """The trajectory frames (``Atoms``) of the final hold at ``t_final``, after the ramp; empty when the
+        run wrote no trajectory or has not reached the hold."""
+        from ase.io import read
+
+        path = self.directory / "quench.traj"
+        if not path.exists():
+            return []
+        p = self.protocol
+        ramp_end_ps = p["melt_time"] + (p["t_melt"] - p["t_final"]) / p["cooling_rate"]
+        return [a for a in read(path, ":") if a.info.get("step", 0) * p["timestep_fs"] / 1000.0 > ramp_end_ps]
+
     def plot(self, path=None, liquid_range=None, glass_range=None):
         """V(T) and H(T) of the cooling windows with the two fits and Tg; returns the figure."""
         import matplotlib
