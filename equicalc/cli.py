@@ -473,6 +473,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"equicalc {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a simulation that could not go on (e.g. an evaporating quench)
+        print(f"equicalc {args.command}: stopped: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -204,6 +204,25 @@ def test_quench_relaxes_a_random_start(tmp_path):
     assert abs(relaxed.data["pressure_GPa"][0]) < abs(raw.data["pressure_GPa"][0])
 
 
+def test_quench_stops_when_the_system_evaporates(tmp_path):
+    """A calculator with a large spurious positive pressure blows the cell up: quench says so and stops."""
+
+    class Expanding(EMT):  # E - a V: every state gains a pressure of a (1 eV/Å^3 = 160 GPa)
+        def calculate(self, *args, **kwargs):
+            super().calculate(*args, **kwargs)
+            volume = self.atoms.get_volume()
+            self.results["energy"] -= 0.05 * volume
+            self.results["free_energy"] -= 0.05 * volume
+            if "stress" in self.results:
+                self.results["stress"][:3] -= 0.05
+
+    kw = dict(t_melt=1000.0, t_final=900.0, cooling_rate=1000.0, timestep=4.0, melt_time=2.0, hold_time=0.0,
+              sample_interval=5, trajectory_interval=0, show_progress=False, p_tau=200.0)
+    with pytest.raises(RuntimeError, match="volume reached"):
+        quench(emt_alloy(), Expanding(), directory=tmp_path, **kw)
+    assert (tmp_path / "quench.csv").read_text().count("\n") > 2
+
+
 def test_quench_input_errors(tmp_path):
     with pytest.raises(ValueError, match="periodic"):
         quench(Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]]), EMT(), directory=tmp_path)
@@ -211,6 +230,8 @@ def test_quench_input_errors(tmp_path):
         quench(emt_alloy(), EMT(), t_melt=300, t_final=500, directory=tmp_path)
     with pytest.raises(ValueError, match="relax_steps"):
         quench(emt_alloy(), EMT(), relax_steps=-1, directory=tmp_path)
+    with pytest.raises(ValueError, match="max_expansion"):
+        quench(emt_alloy(), EMT(), max_expansion=1.0, directory=tmp_path)
 
 
 def test_phonons_of_fcc_cu_with_emt_match_finite_differences(tmp_path):

@@ -248,7 +248,7 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
            pressure: float = 0.0, timestep: float = 2.0, melt_time: float = 10.0, hold_time: float = 5.0,
            window: float = 50.0, sample_interval: int = 10, trajectory_interval: int = 500,
            checkpoint_interval: int = 500, directory="quench", seed: int = 0, t_tau: float = 100.0,
-           p_tau: float = 1000.0, relax_steps: int = 50, show_progress: bool = True,
+           p_tau: float = 1000.0, relax_steps: int = 50, max_expansion: float = 2.0, show_progress: bool = True,
            resume: bool = True) -> QuenchResult:
     """Melt, cool linearly and hold ``atoms`` with ``calc`` at constant pressure (ASE MD).
 
@@ -271,6 +271,9 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
             below 0.2 eV/Å) before the MD. A random start has overlapping atoms and pressures of
             tens of GPa; without the relaxation the barostat's first swing can expand the cell
             far beyond the densities a machine-learned potential was trained on. 0 skips it.
+        max_expansion: stop with ``RuntimeError`` when the volume per atom exceeds this multiple of
+            the starting structure's (a liquid that evaporates, or a calculator that is unstable at
+            low density); the rows recorded so far stay in ``quench.csv``.
         show_progress: progress bar.
         resume: continue from ``directory``'s saved state if there is one (same protocol);
             ``False`` starts afresh and overwrites.
@@ -292,6 +295,9 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
         raise ValueError(f"quench: t_final ({t_final} K) is above t_melt ({t_melt} K)")
     if relax_steps < 0:
         raise ValueError(f"quench: relax_steps must be >= 0, got {relax_steps}")
+    if not max_expansion > 1:
+        raise ValueError(f"quench: max_expansion must be > 1, got {max_expansion}")
+    v_start = atoms.get_volume() / len(atoms)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cool_time = (t_melt - t_final) / cooling_rate
@@ -348,6 +354,7 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
     log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {'resumed at' if start_step else 'started'} step "
               f"{start_step} of {n_steps}: {json.dumps(protocol)}\n")
     n = len(atoms)
+    v_limit = max_expansion * v_start
     bar = tqdm(total=n_steps, initial=start_step, unit="step", desc="quench", disable=not show_progress)
     step = start_step
     try:
@@ -370,6 +377,12 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
                                      temperature_K=temp, volume_per_atom=vol, epot_per_atom=epot,
                                      ekin_per_atom=ekin, enthalpy_per_atom=enthalpy, pressure_GPa=p_gpa))
                 bar.set_postfix(T=f"{temp:.0f} K", V=f"{vol:.2f}")
+                if not (vol < v_limit and np.isfinite(epot)):
+                    raise RuntimeError(
+                        f"quench: at step {step} ({temp:.0f} K) the volume reached {vol:.2f} Å^3/atom, more than "
+                        f"{max_expansion:g}x the start ({v_start:.2f}), with E_pot {epot:.3f} eV/atom: the system "
+                        "is evaporating, or the calculator is unstable at low density. The rows so far are in "
+                        f"{csv_path}")
             if traj is not None and step % trajectory_interval == 0:
                 atoms.info["step"] = step
                 traj.write(atoms)
