@@ -48,7 +48,9 @@ def test_quench_command_writes_its_outputs(tmp_path, capsys):
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["protocol"]["n_atoms"] == 16 and "glass_volume_per_atom" in summary
-    assert "glass at 400 K" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "glass at 400 K" in printed
+    assert "--liquid-range 1200 1800 K lies outside 400–1200 K" in printed  # Cu–Zr defaults: not this protocol
 
 
 def test_rdf_command(tmp_path, capsys):

@@ -10,9 +10,11 @@ Measures (model and EAM side by side where both apply):
 * ``quench``: melt-quench of Cu64Zr36 at 0 bar (same start, seed, rate and fits):
   Tg from V(T) and H(T), 300 K glass volume and energy per atom, RDF first peaks;
 * ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
-* ``architectures``: the NequIP model (``model.pth``) against the Allegro model
-  (``allegro/model.pth``): test errors, parameters, training cost (from each
-  run's ``metrics.csv``) and ASE MD time per step at 500 and 2000 atoms.
+* ``architectures``: NequIP against Allegro as both came out of their first training
+  stage (``config.yaml`` and ``allegro.yaml``, best checkpoints in ``training/`` and
+  ``allegro/``), on the same data: errors on the condensed test frames (the
+  ``sparse`` stage came later), parameters, training cost (from each run's
+  ``metrics.csv``) and ASE MD time per step at 500 and 2000 atoms.
 
 Results go to ``validation/results.json`` and plots next to it; ``--markdown``
 prints the table for ``data/cuzr/README.md``. Needs ``pip install -e ".[reference]"``.
@@ -32,17 +34,21 @@ STEPS = ("errors", "b2", "quench", "nve", "architectures")
 # since the data hold expanded liquids, see README.md); fits over the liquid and the glass branch
 T_MELT = 2200.0
 LIQUID_FIT = (1200.0, 1800.0)
-ARCHITECTURES = {"NequIP": (HERE / "model.pth", HERE / "training" / "metrics.csv"),
-                 "Allegro": (HERE / "allegro" / "model.pth", HERE / "allegro" / "metrics.csv")}
+ARCHITECTURES = {"NequIP": HERE / "training", "Allegro": HERE / "allegro"}  # first-stage runs
+# config types of the `sparse` stage of generate.py (isolated atoms, dimers, clusters, expanded liquids)
+SPARSE_TYPES = ("isolated_atom", "dimer", "cluster", "expanded")
 
 
-def test_errors(model_path: Path, plot_name: str = "parity_test.png") -> dict:
+def test_errors(model_path: Path, plot_name: str = "parity_test.png", condensed_only: bool = False) -> dict:
+    """Test-split errors of a model (``condensed_only``: without the ``sparse`` stage's frames)."""
     from equicalc.data import GraphDataset, read_frames
     from equicalc.model_io import load_model
     from equicalc.train.metrics import error_metrics, parity_plot, predict
 
     model = load_model(model_path)
     frames = read_frames(HERE / "test.extxyz.gz")
+    if condensed_only:
+        frames = [f for f in frames if f.atoms.info.get("config_type") not in SPARSE_TYPES]
     arrays = predict(model, GraphDataset(frames, model.r_max), batch_size=16).arrays()
     parity_plot(arrays, HERE / "validation" / plot_name, title=f"Cu–Zr test split: {model_path.name}")
     return error_metrics(arrays, per_species=True) | {"frames": len(frames)}
@@ -71,14 +77,17 @@ def md_step_ms(model_path: Path, n_atoms: int, steps: int = 10) -> float:
 def architectures() -> dict:
     """NequIP against Allegro on the same data: errors, size, training cost, MD speed."""
     from equicalc.model_io import load_model
+    from equicalc.train import deploy
 
     out = {}
-    for name, (model_path, metrics_path) in ARCHITECTURES.items():
+    for name, run in ARCHITECTURES.items():
+        model_path = HERE / "validation" / f"first_stage_{name.lower()}.pth"
+        deploy(run / "checkpoint_best.pt", model_path)
         model = load_model(model_path)
         out[name] = {"parameters": sum(p.numel() for p in model.parameters()),
                      "hyperparameters": dict(model.config),
-                     "test": test_errors(model_path, f"parity_test_{name.lower()}.png"),
-                     **training_cost(metrics_path),
+                     "test": test_errors(model_path, f"parity_test_{name.lower()}.png", condensed_only=True),
+                     **training_cost(run / "metrics.csv"),
                      "md_ms_per_step": {str(n): md_step_ms(model_path, n, steps=10 if n <= 500 else 5)
                                         for n in (500, 2000)}}
     return out
