@@ -231,8 +231,12 @@ def cmd_quench(args) -> int:
         try:
             tg = res.glass_transition(quantity, **ranges)
             print(tg)
-            summary[f"tg_{quantity}"] = {"tg_K": tg.tg, "error_K": tg.error, "liquid_range_K": tg.liquid_range,
-                                         "glass_range_K": tg.glass_range}
+            resolved = tg.resolved(args.t_final, args.t_melt)
+            if not resolved:
+                print(f"  no kink resolved in {quantity}(T): the two branches have nearly the same slope; a slower "
+                      "--rate, more --atoms or other fit ranges may resolve it")
+            summary[f"tg_{quantity}"] = {"tg_K": tg.tg, "error_K": tg.error, "resolved": resolved,
+                                         "liquid_range_K": tg.liquid_range, "glass_range_K": tg.glass_range}
         except ValueError as exc:
             print(f"no Tg from {quantity}: {exc}")
     hold = res.data["stage"] == "hold"

@@ -121,6 +121,10 @@ def test_fit_glass_transition_recovers_the_kink():
     assert fit.liquid_fit[0] == pytest.approx(1.2e-3, rel=0.1)
     exact = fit_glass_transition(t, v)
     assert exact.tg == pytest.approx(tg_true, abs=1e-6)
+    assert fit.resolved(300, 1500)
+    # a straight line with noise has no kink: the crossing of two nearly parallel fits is not a Tg
+    line = 16.0 + 1e-3 * t + rng.normal(scale=2e-3, size=t.size)
+    assert not fit_glass_transition(t, line, liquid_range=(1000, 1500), glass_range=(300, 600)).resolved(300, 1500)
     with pytest.raises(ValueError, match="fewer than 3 points"):
         fit_glass_transition(t, v, liquid_range=(1490, 1500))
 

@@ -194,6 +194,15 @@ def markdown_architectures(results: dict) -> str:
     return "\n".join(rows)
 
 
+def tg_cell(tg: float, error: float) -> str:
+    """Tg ± error for the table, or "no kink resolved" (``GlassTransition.resolved``)."""
+    from equicalc.analysis.quench import GlassTransition
+
+    if not GlassTransition(tg, error, (0, 0), (0, 0), (0, 0), (0, 0)).resolved(300.0, T_MELT):
+        return f"no kink resolved (fit: {tg:.0f} ± {error:.0f})"
+    return f"{tg:.0f} ± {error:.0f}"
+
+
 def markdown(results: dict) -> str:
     """The side-by-side table for data/cuzr/README.md."""
     q = results.get("quench", {})
@@ -214,8 +223,8 @@ def markdown(results: dict) -> str:
     row("300 K glass: volume (Å³/atom)", lambda n: f"{q[n]['glass_volume_per_atom']:.3f}")
     for pair in ("Cu-Cu", "Cu-Zr", "Zr-Zr", "total"):
         row(f"300 K glass: first RDF peak {pair} (Å)", lambda n, p=pair: f"{q[n]['rdf_first_peaks'][p]:.3f}")
-    row("Tg from V(T) (K)", lambda n: f"{q[n]['tg_volume_K']:.0f} ± {q[n]['tg_volume_err_K']:.0f}")
-    row("Tg from H(T) (K)", lambda n: f"{q[n]['tg_enthalpy_K']:.0f} ± {q[n]['tg_enthalpy_err_K']:.0f}")
+    row("Tg from V(T) (K)", lambda n: tg_cell(q[n]["tg_volume_K"], q[n]["tg_volume_err_K"]))
+    row("Tg from H(T) (K)", lambda n: tg_cell(q[n]["tg_enthalpy_K"], q[n]["tg_enthalpy_err_K"]))
     row("B2 CuZr lattice constant (Å)", lambda n: f"{b[n]['a']:.4f}")
     row("B2 CuZr phonons: lowest / highest (THz)",
         lambda n: f"{b[n]['min_frequency_THz']:.2f} / {b[n]['max_frequency_THz']:.2f}")

@@ -57,6 +57,12 @@ class GlassTransition:
     glass_fit: Tuple[float, float]
     quantity: str = ""
 
+    def resolved(self, t_min: float, t_max: float) -> bool:
+        """Whether the fits found a kink: Tg lies inside (t_min, t_max) K and its error is at most half of it.
+        Where the two branches have nearly the same slope the crossing is ill-conditioned and it is not."""
+        return bool(np.isfinite(self.tg) and np.isfinite(self.error) and t_min < self.tg < t_max
+                    and self.error <= 0.5 * abs(self.tg))
+
     def __str__(self) -> str:
         return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {self.quantity or 'y'}(T) "
                 f"(liquid fit {self.liquid_range[0]:.0f}–{self.liquid_range[1]:.0f} K, "
@@ -209,8 +215,11 @@ class QuenchResult:
                 for fit, rng_, color in ((tg.liquid_fit, tg.liquid_range, "C3"), (tg.glass_fit, tg.glass_range, "C2")):
                     ax.plot(tt, np.polyval(fit, tt), "--", color=color, lw=1)
                     ax.axvspan(*rng_, color=color, alpha=0.08)
-                ax.axvline(tg.tg, color="k", lw=1)
-                ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K", fontsize=10)
+                if tg.resolved(w["T"].min(), w["T"].max()):
+                    ax.axvline(tg.tg, color="k", lw=1)
+                    ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K", fontsize=10)
+                else:
+                    ax.set_title(f"no kink resolved (fit: {tg.tg:.0f} ± {tg.error:.0f} K)", fontsize=10)
             ax.set_xlabel("T (K)")
             ax.set_ylabel(label)
         p = self.protocol
