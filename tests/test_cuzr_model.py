@@ -77,5 +77,5 @@ def test_shipped_model_liquid_is_stable_in_npt_at_2200_k(tmp_path):
                  timestep=2.0, trajectory_interval=0, checkpoint_interval=1000, directory=tmp_path,
                  show_progress=False, seed=3)
     v = res.data["volume_per_atom"]
-    # the EAM's liquid at 2200 K: about 17.7 Å^3/atom; 108 atoms fluctuate by about ±0.7
+    # the EAM's liquid at 2200 K: about 17.95 Å^3/atom; 108 atoms fluctuate by about ±0.7
     assert v.max() < 21.0 and v[len(v) // 2:].mean() < 19.0, (v.max(), v[len(v) // 2:].mean())
