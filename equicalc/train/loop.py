@@ -234,7 +234,8 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
     model = model.to(device)
     log(f"frames: {len(splits['train'])} train, {len(splits['val'])} val, {len(splits['test'])} test; "
         f"species {stats['species']}; force RMS {stats['force_rms']:.3f} eV/Å; <n> = {stats['avg_num_neighbors']:.2f} "
-        f"within {r_max:g} Å; per-species shifts leave {1e3 * stats['energy_rmse_after_shift']:.1f} meV/atom")
+        f"within {r_max:g} Å; least-squares per-species shifts of these data leave "
+        f"{1e3 * stats['energy_rmse_after_shift']:.1f} meV/atom")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model.architecture}, {n_params} parameters, {cfg.model.dtype}, device {device}")
 
