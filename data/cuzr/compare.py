@@ -195,10 +195,10 @@ def markdown_architectures(results: dict) -> str:
 
 
 def tg_cell(tg: float, error: float) -> str:
-    """Tg ± error for the table, or "no kink resolved" (``GlassTransition.resolved``)."""
-    from equicalc.analysis.quench import GlassTransition
+    """Tg ± error for the table, or "no kink resolved" (``equicalc.analysis.quench.tg_resolved``)."""
+    from equicalc.analysis.quench import tg_resolved
 
-    if not GlassTransition(tg, error, (0, 0), (0, 0), (0, 0), (0, 0)).resolved(300.0, T_MELT):
+    if not tg_resolved(tg, error, 300.0, T_MELT):
         return f"no kink resolved (fit: {tg:.0f} ± {error:.0f})"
     return f"{tg:.0f} ± {error:.0f}"
 

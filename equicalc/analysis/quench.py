@@ -30,7 +30,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["quench", "QuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature"]
+__all__ = ["quench", "QuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature",
+           "tg_resolved"]
 
 _FIELDS = ["step", "time_ps", "stage", "target_K", "temperature_K", "volume_per_atom", "epot_per_atom",
            "ekin_per_atom", "enthalpy_per_atom", "pressure_GPa"]
@@ -58,15 +59,19 @@ class GlassTransition:
     quantity: str = ""
 
     def resolved(self, t_min: float, t_max: float) -> bool:
-        """Whether the fits found a kink: Tg lies inside (t_min, t_max) K and its error is at most half of it.
-        Where the two branches have nearly the same slope the crossing is ill-conditioned and it is not."""
-        return bool(np.isfinite(self.tg) and np.isfinite(self.error) and t_min < self.tg < t_max
-                    and self.error <= 0.5 * abs(self.tg))
+        """Whether the fits found a kink (``tg_resolved``)."""
+        return tg_resolved(self.tg, self.error, t_min, t_max)
 
     def __str__(self) -> str:
         return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {self.quantity or 'y'}(T) "
                 f"(liquid fit {self.liquid_range[0]:.0f}–{self.liquid_range[1]:.0f} K, "
                 f"glass fit {self.glass_range[0]:.0f}–{self.glass_range[1]:.0f} K)")
+
+
+def tg_resolved(tg: float, error: float, t_min: float, t_max: float) -> bool:
+    """Whether a Tg fit found a kink: ``tg`` lies inside (t_min, t_max) K and its ``error`` (K) is at most half
+    of it. Where the two branches have nearly the same slope the crossing is ill-conditioned and it is not."""
+    return bool(np.isfinite(tg) and np.isfinite(error) and t_min < tg < t_max and error <= 0.5 * abs(tg))
 
 
 def _intersection(fit_a, fit_b) -> float:
