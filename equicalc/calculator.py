@@ -15,30 +15,24 @@ from typing import List, Optional, Sequence
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from .device import resolve_device, resolve_dtype
 from .graph import AtomicGraph, check_atoms
-from .model_io import _dtype, load_model
+from .model_io import load_model
+from .models import model_path
 from .neighbors import SkinNeighborList
-from .nn.forces import compute_properties
+from .nn import compute_properties, fuse
 
 __all__ = ["EquiCalc"]
-
-_VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
-
-
-def _resolve_device(device) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return dev
 
 
 class EquiCalc(Calculator):
     """ASE calculator evaluating an equicalc model.
 
     Args:
-        model: path to a ``model.pth`` or an already-built model (``build_model``/``load_model``).
+        model: path to a ``model.pth``, the name of a shipped model (``"cuzr"``; ``equicalc models``
+            lists them), or an already-built model (``build_model``/``load_model``).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype: ``None`` keeps the model's precision; ``"float32"`` or ``"float64"`` converts.
         neighbor_backend: ``"auto"``, ``"torch"``, ``"vesin"`` or ``"torch_cluster"``.
@@ -48,8 +42,8 @@ class EquiCalc(Calculator):
             grouped so that one forward pass sees at most this many edges
             (a single larger structure still runs alone).
         fused_kernels: on CPU, run the convolutions with equicalc's fused numba
-            kernels (same contraction, about 2x faster); ``"auto"`` uses them when
-            numba is installed and the device is a CPU, ``False`` never.
+            kernels (``equicalc.nn.fuse``: same contraction, about 2x faster);
+            ``"auto"`` and ``True`` use them when the device is a CPU, ``False`` never.
 
     Properties: ``energy``, ``free_energy`` (eV), ``energies`` (eV per atom),
     ``forces`` (eV/Å), ``stress`` (eV/Å^3, Voigt; fully periodic cells only).
@@ -69,22 +63,18 @@ class EquiCalc(Calculator):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.device = _resolve_device(device)
-        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-            model = load_model(model, device=self.device)
-        elif not isinstance(model, torch.nn.Module) or not hasattr(model, "r_max"):
-            raise TypeError("EquiCalc: model must be a path to a model file or an equicalc model")
-        else:
-            model = copy.deepcopy(model)  # the caller's model is never modified
+        self.device = resolve_device(device)
+        if fused_kernels not in ("auto", True, False):
+            raise ValueError(f"fused_kernels must be 'auto', True or False, got {fused_kernels!r}")
+        model = _load(model, self.device)
         if dtype is not None:
-            model = model.to(_dtype(dtype))
+            model = model.to(resolve_dtype(dtype))
         self.model = model.to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        if fused_kernels not in ("auto", True, False):
-            raise ValueError(f"fused_kernels must be 'auto', True or False, got {fused_kernels!r}")
-        want_fused = bool(fused_kernels) and self.device.type == "cpu"
-        self.fused_kernels = self.model.use_fused_kernels(want_fused) if hasattr(self.model, "use_fused_kernels") else False
+        self.fused_kernels = bool(fused_kernels) and self.device.type == "cpu"
+        if self.fused_kernels:
+            self.model = fuse(self.model, inplace=True)
         self.dtype = next(self.model.parameters()).dtype
         self.r_max = float(self.model.r_max)
         from ase.data import atomic_numbers
@@ -127,7 +117,7 @@ class EquiCalc(Calculator):
                 "forces": forces[start:start + n].copy(),
             }
             if stress is not None and bool(periodic[b]):
-                r["stress"] = stress[b][_VOIGT].copy()
+                r["stress"] = full_3x3_to_voigt_6_stress(stress[b])
             results.append(r)
             start += n
         return results
@@ -175,3 +165,13 @@ class EquiCalc(Calculator):
             )
             results.extend(self._evaluate(g, sub))
         return results
+
+
+def _load(model, device):
+    """A private copy of ``model`` (a path, a shipped model's name, or a model), so the caller's is never modified."""
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        return load_model(model_path(model), device=device)
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "spec"):
+        raise TypeError("EquiCalc: model must be a model file, a shipped model's name (equicalc models) "
+                        f"or an equicalc model, got {type(model).__name__}")
+    return copy.deepcopy(model)

@@ -19,21 +19,13 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from .graph import AtomicGraph, check_atoms
 
 __all__ = [
-    "Frame", "read_frames", "voigt", "split_indices", "dataset_statistics", "GraphDataset", "collate", "Batch",
+    "Frame", "read_frames", "split_indices", "dataset_statistics", "GraphDataset", "collate", "Batch",
 ]
-
-_VOIGT_TO_FULL = np.array([[0, 5, 4], [5, 1, 3], [4, 3, 2]])
-_FULL_TO_VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
-
-
-def voigt(stress: np.ndarray) -> np.ndarray:
-    """A 3x3 stress as ASE's Voigt-6 vector (xx yy zz yz xz xy)."""
-    return np.asarray(stress)[_FULL_TO_VOIGT]
-
 
 @dataclass
 class Frame:
@@ -65,7 +57,7 @@ def _lookup(atoms, key: str):
 def _stress_3x3(value, where: str) -> np.ndarray:
     s = np.asarray(value, dtype=float)
     if s.shape == (6,):
-        return s[_VOIGT_TO_FULL]
+        return voigt_6_to_full_3x3_stress(s)
     if s.shape == (9,):
         s = s.reshape(3, 3)
     if s.shape == (3, 3):

@@ -3,10 +3,12 @@
 Layout of the dictionary saved with ``torch.save``::
 
     {"format": "equicalc-model", "format_version": 1, "equicalc_version": "...",
-     "architecture": "nequip", "config": {...build_model keyword arguments...},
+     "architecture": "nequip", "config": {...the spec: species and hyperparameters...},
      "dtype": "float32", "state_dict": {name: tensor}, "metadata": {...}}
 
-``load_model`` reads it with ``torch.load(weights_only=True)``: loading never runs
+Training checkpoints hold the same record (architecture, config, dtype,
+state_dict) under ``"model"``; ``load_model`` reads both kinds of file through
+one path with the same checks. It reads them with ``torch.load(weights_only=True)``: loading never runs
 code from the file. Writes go to a temporary file that is then renamed, so an
 interrupted save never leaves a truncated model behind.
 """
@@ -19,45 +21,43 @@ from typing import Optional, Union
 
 import torch
 
+from .device import dtype_name, resolve_dtype
 from .nn.allegro import Allegro
 from .nn.nequip import NequIP
+from .nn.specs import ModelSpec, spec_from_dict
 
-__all__ = ["build_model", "save_model", "load_model", "FORMAT_VERSION", "ARCHITECTURES"]
+__all__ = ["build_model", "save_model", "load_model", "model_from_payload", "model_record", "FORMAT_VERSION",
+           "ARCHITECTURES"]
 
 FORMAT_NAME = "equicalc-model"
 FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_NAME = "equicalc-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
 ARCHITECTURES = {"nequip": NequIP, "allegro": Allegro}
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-        return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return _DTYPES[dtype]
-
-
-def build_model(architecture: str = "nequip", species=("Cu", "Zr"), dtype="float32", seed: Optional[int] = None, **kwargs):
+def build_model(architecture="nequip", species=("Cu", "Zr"), dtype="float32", seed: Optional[int] = None,
+                scales=None, shifts=None, **hyperparameters):
     """A freshly initialised network (random weights).
 
     Args:
-        architecture: ``"nequip"`` (message passing) or ``"allegro"`` (strictly local).
+        architecture: ``"nequip"`` (message passing), ``"allegro"`` (strictly local),
+            or a spec (``NequIPSpec``/``AllegroSpec``) that holds species and hyperparameters.
         species: chemical symbols the model knows, e.g. ``["Cu", "Zr"]``.
         dtype: ``"float32"`` (default) or ``"float64"``.
         seed: seed for the weight initialisation (reproducible models).
-        **kwargs: hyperparameters of the architecture, e.g. ``r_max`` (Å),
-            ``l_max``, ``parity``, ``num_layers``, ``num_features``,
-            ``num_basis``, ``radial_hidden``, ``radial_layers``,
-            ``avg_num_neighbors``, ``scales`` and ``shifts`` (eV per species).
-            See ``equicalc.nn.NequIP`` and ``equicalc.nn.Allegro`` for all of them.
+        scales, shifts: per-species energy scale and shift, eV (dict, list or number).
+        **hyperparameters: fields of the architecture's spec, e.g. ``r_max`` (Å),
+            ``l_max``, ``num_layers``, ``num_features``; see ``equicalc.nn.NequIPSpec``
+            and ``equicalc.nn.AllegroSpec`` for all of them with units and defaults.
     """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")
-    cls = ARCHITECTURES[architecture]
-    dt = _dtype(dtype)
+    if isinstance(architecture, ModelSpec):
+        if hyperparameters:
+            raise ValueError(f"build_model: give hyperparameters in the spec, not as {sorted(hyperparameters)}")
+        spec = architecture
+    else:
+        spec = spec_from_dict(architecture, {"species": species, **hyperparameters})
+    dt = resolve_dtype(dtype)
     if seed is not None:
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)
@@ -66,22 +66,27 @@ def build_model(architecture: str = "nequip", species=("Cu", "Zr"), dtype="float
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        model = cls(species=list(species), **kwargs)
-    except TypeError as exc:
-        raise ValueError(f"build_model({architecture!r}): {exc}") from None
+        model = ARCHITECTURES[spec.architecture](spec)
     finally:
         torch.set_default_dtype(default_dtype)
         if seed is not None:
             torch.random.set_rng_state(state)
     model = model.to(dt)
     # set after the conversion so that float64 models hold the given values exactly
-    model.scale_shift.set(scales=kwargs.get("scales"), shifts=kwargs.get("shifts"))
+    model.scale_shift.set(scales=scales, shifts=shifts)
     return model
 
 
-def _model_dtype(model) -> str:
-    dt = next(model.parameters()).dtype
-    return "float64" if dt == torch.float64 else "float32"
+def model_record(model) -> dict:
+    """What defines ``model``: ``architecture``, ``config`` (its spec), ``dtype`` and ``state_dict`` (CPU copies).
+
+    Model files and training checkpoints store this same record.
+    """
+    if not isinstance(getattr(model, "spec", None), ModelSpec):
+        raise ValueError("not an equicalc model (it has no spec)")
+    return {"architecture": model.spec.architecture, "config": model.spec.to_dict(),
+            "dtype": dtype_name(next(model.parameters()).dtype),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
 
 
 def save_model(model, path: Union[str, os.PathLike], metadata: Optional[dict] = None) -> None:
@@ -89,23 +94,16 @@ def save_model(model, path: Union[str, os.PathLike], metadata: Optional[dict] = 
 
     ``metadata`` is any JSON-like dict stored alongside (e.g. training metrics).
     """
-    arch = getattr(model, "architecture", None)
-    if arch not in ARCHITECTURES:
-        raise ValueError("save_model: not an equicalc model (no known 'architecture' attribute)")
+    try:
+        record = model_record(model)
+    except ValueError as exc:
+        raise ValueError(f"save_model: {exc}") from None
     from . import __version__
 
     meta = {"species": list(model.species), "r_max": float(model.r_max), "units": {"energy": "eV", "length": "Å"}}
     meta.update(metadata or {})
-    payload = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "equicalc_version": __version__,
-        "architecture": arch,
-        "config": dict(model.config),
-        "dtype": _model_dtype(model),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "metadata": meta,
-    }
+    payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "equicalc_version": __version__,
+               **record, "metadata": meta}
     atomic_torch_save(payload, path)
 
 
@@ -127,11 +125,8 @@ def atomic_torch_save(obj, path: Union[str, os.PathLike]) -> None:
         raise
 
 
-def read_checked_file(path: Union[str, os.PathLike], format_name: str, supported_version: int, what: str) -> dict:
-    """A data-only dictionary written by ``torch.save``, checked for its format name and version.
-
-    ``what`` names the kind of file in error messages ("model file", "checkpoint").
-    """
+def _load_dict(path: Union[str, os.PathLike], what: str) -> dict:
+    """``torch.load(weights_only=True)`` of a file that must hold a dictionary; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
@@ -139,10 +134,26 @@ def read_checked_file(path: Union[str, os.PathLike], format_name: str, supported
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(f"{path}: not a readable equicalc {what} ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != format_name:
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: not an equicalc {what} (it holds a {type(payload).__name__}, not a dictionary)")
+    return payload
+
+
+def read_checked_file(path: Union[str, os.PathLike], format_name: str, supported_version: int, what: str) -> dict:
+    """A data-only dictionary written by ``torch.save``, checked for its format name and version.
+
+    ``what`` names the kind of file in error messages ("model file", "checkpoint").
+    """
+    payload = _load_dict(path, what)
+    if payload.get("format") != format_name:
         raise ValueError(f"{path}: not an equicalc {what} (no '{format_name}' header)")
+    return check_format(payload, path, supported_version, what)
+
+
+def check_format(payload: dict, path, supported_version: int, what: str) -> dict:
+    """``payload`` if its format version is one this equicalc reads, else ``ValueError``."""
     version = payload.get("format_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ValueError(f"{path}: {what} has no valid format version")
     if version > supported_version:
         raise ValueError(
@@ -152,35 +163,66 @@ def read_checked_file(path: Union[str, os.PathLike], format_name: str, supported
     return payload
 
 
-def read_model_file(path: Union[str, os.PathLike]) -> dict:
-    """The checked dictionary stored in a model file (no model is built)."""
-    payload = read_checked_file(path, FORMAT_NAME, FORMAT_VERSION, "model file")
-    for key in ("architecture", "config", "state_dict", "dtype"):
-        if key not in payload:
-            raise ValueError(f"{path}: model file is missing '{key}'")
-    return payload
+def model_from_payload(payload: dict, where, ema: bool = True):
+    """The network in a checked model-file or checkpoint dictionary (``read_checked_file``).
+
+    For a checkpoint, ``ema`` picks the moving-average weights when it has them.
+    The model's ``metadata`` is the file's (a checkpoint's: its epoch, statistics
+    and validation metrics). Errors name ``where`` (the file).
+    """
+    if payload.get("format") == CHECKPOINT_FORMAT_NAME:
+        record = payload.get("model")
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: checkpoint is missing its 'model' record")
+        use_ema = ema and payload.get("ema_state_dict") is not None
+        state = payload["ema_state_dict"] if use_ema else record.get("state_dict")
+        state_info = payload.get("state") if isinstance(payload.get("state"), dict) else {}
+        metadata = {"training": {"epoch": state_info.get("epoch"), "stats": payload.get("stats"),
+                                 "validation": (payload.get("metrics") or {}).get("val"), "ema": use_ema}}
+    else:
+        record, state = payload, payload.get("state_dict")
+        metadata = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
+    for key in ("architecture", "config", "dtype", "state_dict"):
+        if key not in record:
+            raise ValueError(f"{where}: model record is missing '{key}'")
+    arch, config = record["architecture"], record["config"]
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{where}: unknown architecture {arch!r} (known: {sorted(ARCHITECTURES)})")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise ValueError(f"{where}: the model's config and weights must be mappings")
+    try:
+        spec = spec_from_dict(arch, config)
+        model = build_model(spec, dtype=record["dtype"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: invalid model configuration: {exc}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{where}: weights do not match the stored configuration ({exc})") from None
+    model.metadata = dict(metadata)
+    return model
 
 
-def load_model(path: Union[str, os.PathLike], device="cpu", dtype=None):
-    """Rebuild a model from a file written by ``save_model``.
+def read_payload(path: Union[str, os.PathLike]) -> dict:
+    """The checked dictionary of a model file or a training checkpoint (no model is built)."""
+    payload = _load_dict(path, "model file")
+    if payload.get("format") == CHECKPOINT_FORMAT_NAME:
+        return check_format(payload, path, CHECKPOINT_FORMAT_VERSION, "checkpoint")
+    if payload.get("format") == FORMAT_NAME:
+        return check_format(payload, path, FORMAT_VERSION, "model file")
+    raise ValueError(f"{path}: not an equicalc model file or checkpoint (no '{FORMAT_NAME}' header)")
+
+
+def load_model(path: Union[str, os.PathLike], device="cpu", dtype=None, ema: bool = True):
+    """The model in a file written by ``save_model`` or in a training checkpoint.
 
     Args:
-        path: model file.
+        path: model file (``model.pth``) or checkpoint (``checkpoint_best.pt``...).
         device: torch device for the model.
         dtype: ``None`` keeps the stored precision; ``"float32"``/``"float64"`` converts.
+        ema: for a checkpoint, its moving-average weights (default) or the raw ones.
     """
-    payload = read_model_file(path)
-    arch = payload["architecture"]
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"{path}: unknown architecture {arch!r} (known: {sorted(ARCHITECTURES)})")
-    config = dict(payload["config"])
-    species = config.pop("species")
-    model = build_model(arch, species=species, dtype=payload["dtype"], **config)
-    try:
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not match the stored configuration ({exc})") from None
-    model.metadata = dict(payload.get("metadata", {}))
+    model = model_from_payload(read_payload(path), path, ema=ema)
     if dtype is not None:
-        model = model.to(_dtype(dtype))
+        model = model.to(resolve_dtype(dtype))
     return model.to(device)

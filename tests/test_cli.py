@@ -1,29 +1,69 @@
 """The command line's main job runs end to end."""
 import numpy as np
+import pytest
 from ase.io import read
 
-from equicalc.cli import cuzr_liquid_cell, main
+from equicalc.cli import main
+from equicalc.systems import random_alloy
 
 
 def test_md_command_writes_trajectory(tmp_path, capsys):
     out = tmp_path / "md.traj"
     assert main(["md", "--atoms", "40", "--steps", "6", "--interval", "2", "--output", str(out), "--quiet"]) == 0
     frames = read(out, ":")
-    assert len(frames) == 4  # steps 0, 2, 4, 6
-    assert np.isfinite(frames[-1].get_potential_energy())
-    assert "ms/step" in capsys.readouterr().out
+    assert [f.get_chemical_formula() for f in frames] == ["Cu26Zr14"] * 4  # steps 0, 2, 4, 6
+    from equicalc import EquiCalc
+
+    last = frames[-1].copy()
+    last.calc = EquiCalc("cuzr")  # the frames carry the shipped model's energies
+    assert last.get_potential_energy() == pytest.approx(frames[-1].get_potential_energy(), rel=1e-6)  # float32
+    printed = capsys.readouterr().out
+    assert "with the shipped model 'cuzr'" in printed and "ms/step" in printed
 
 
-def test_md_command_npt(tmp_path):
-    assert main(["md", "--atoms", "32", "--steps", "4", "--ensemble", "npt", "--output", "", "--quiet"]) == 0
+def test_md_command_npt_moves_the_cell(tmp_path, capsys):
+    out = tmp_path / "npt.traj"
+    assert main(["md", "--atoms", "32", "--steps", "20", "--ensemble", "npt", "--composition", "Cu50Zr50",
+                 "--interval", "20", "--output", str(out), "--quiet"]) == 0
+    first, last = read(out, ":")
+    assert first.get_chemical_formula() == "Cu16Zr16"
+    assert last.get_volume() != first.get_volume()
 
 
-def test_liquid_cell_composition():
-    atoms = cuzr_liquid_cell(500)
+def test_random_model_only_when_asked_and_missing_models_named(tmp_path, capsys):
+    assert main(["md", "--model", "random", "--atoms", "16", "--steps", "2", "--output", "", "--quiet"]) == 0
+    assert "random weights" in capsys.readouterr().out
+    assert main(["md", "--model", str(tmp_path / "none.pth"), "--steps", "2", "--output", ""]) == 2
+    err = capsys.readouterr().err
+    assert "model file not found" in err and "cuzr" in err  # names what does exist
+
+
+def test_models_command_lists_the_shipped_models(capsys):
+    from equicalc.models import describe
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:] if line and not line.startswith(" ")}
+    assert set(rows) == {"cuzr", "cuzr-allegro"}
+    for name, row in rows.items():
+        d = describe(name)
+        assert row[1] == d["architecture"] and float(row[3]) == d["r_max"]
+        assert float(row[7]) == round(d["test_errors"]["forces_mae"], 2)
+
+
+def test_random_alloy_composition():
+    atoms = random_alloy(500, "Cu64Zr36", seed=1)
     assert len(atoms) == 500 and (atoms.numbers == 40).sum() == 180
     assert abs(atoms.get_volume() / 500 - 16.3) < 1e-9
     d = atoms.get_all_distances(mic=True)[np.triu_indices(500, 1)]
-    assert d.min() > 1.5  # no overlapping atoms
+    assert d.min() > 2.0  # grid sites: no overlapping atoms
+    ternary = random_alloy(100, {"Cu": 0.5, "Zr": 0.4, "Al": 0.1}, seed=2)
+    assert ternary.get_chemical_formula() == "Al10Cu50Zr40"
+    assert random_alloy(50, "Cu64Zr36", seed=3) == random_alloy(50, "Cu64Zr36", seed=3)
+    with pytest.raises(ValueError, match="'Qz' is not a chemical symbol"):
+        random_alloy(10, "Cu64Qz36")
+    with pytest.raises(ValueError, match="not a chemical formula"):
+        random_alloy(10, "Cu64(Zr")
 
 
 def _small_model_file(tmp_path):
@@ -47,14 +87,18 @@ def test_quench_command_writes_its_outputs(tmp_path, capsys):
     for name in ("quench.csv", "quench.png", "quench.traj", "summary.json", "rdf.png"):
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["protocol"]["n_atoms"] == 16 and "glass_volume_per_atom" in summary
+    assert summary["protocol"]["n_atoms"] == 16
+    rows = np.genfromtxt(out / "quench.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    hold = rows["stage"] == "hold"
+    assert summary["glass_volume_per_atom"] == pytest.approx(rows["volume_per_atom"][hold].mean(), rel=1e-12)
+    assert set(summary["rdf_first_peaks_A"]) == {"total", "Cu-Cu", "Cu-Zr", "Zr-Zr"}
     printed = capsys.readouterr().out
     assert "glass at 400 K" in printed
     assert "--liquid-range 1200 1800 K lies outside 400–1200 K" in printed  # Cu–Zr defaults: not this protocol
 
 
 def test_rdf_command(tmp_path, capsys):
-    frames = [cuzr_liquid_cell(60, seed=s) for s in range(3)]
+    frames = [random_alloy(60, "Cu64Zr36", seed=s) for s in range(3)]
     from ase.io import write
 
     write(tmp_path / "t.extxyz", frames)
@@ -62,6 +106,11 @@ def test_rdf_command(tmp_path, capsys):
                  "--csv", str(tmp_path / "g.csv"), "--sq-plot", str(tmp_path / "s.png"), "--quiet"]) == 0
     table = np.loadtxt(tmp_path / "g.csv", delimiter=",", skiprows=1)
     assert table.shape == (30, 5)  # r, total, Cu-Cu, Cu-Zr, Zr-Zr
+    from equicalc.analysis import rdf
+
+    direct = rdf(frames, r_max=6, nbins=30)
+    np.testing.assert_allclose(table[:, 1], direct.total, rtol=1e-12)
+    np.testing.assert_allclose(table[:, 3], direct.g("Cu", "Zr"), rtol=1e-12)
     assert (tmp_path / "g.png").exists() and (tmp_path / "s.png").exists()
     assert "coordination numbers" in capsys.readouterr().out
 
@@ -70,9 +119,15 @@ def test_phonons_command(tmp_path, capsys):
     out = tmp_path / "ph.png"
     assert main(["phonons", "--model", _small_model_file(tmp_path), "--supercell", "2", "--no-reference",
                  "--output", str(out)]) == 0
-    assert out.exists() and "B2 CuZr a =" in capsys.readouterr().out
+    assert out.exists()
+    from equicalc import EquiCalc
+    from equicalc.systems import relaxed_b2
+
+    a = relaxed_b2(EquiCalc(_small_model_file(tmp_path))).cell[0, 0]
+    assert f"model: B2 CuZr a = {a:.4f} Å" in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["rdf", str(tmp_path / "missing.traj")]) == 2
-    assert "equicalc rdf: error: trajectory not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "equicalc rdf: error: trajectory not found" in err

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from equicalc.cli import eam_calculator
 from equicalc.data import read_frames
+from equicalc.reference import eam_calculator, eam_potential_file
 
 CUZR = Path(__file__).resolve().parent.parent / "data" / "cuzr"
 
@@ -30,11 +30,17 @@ def test_splits_are_complete_and_labelled():
     assert counts == {"train": 1326, "val": 166, "test": 166}
 
 
+def _reference(backend):
+    try:
+        return eam_calculator(backend)
+    except (ImportError, FileNotFoundError) as exc:
+        pytest.skip(f"the EAM reference ({backend}) is not available: {exc}")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["lammps", "matscipy"])
 def test_labels_match_the_mendelev_eam(backend):
-    calc = eam_calculator(backend)
-    if calc is None:
-        pytest.skip(f"the EAM reference ({backend}) is not installed (pip install -e '.[reference]')")
+    calc = _reference(backend)
     frames = read_frames(CUZR / "test.extxyz.gz")
     for f in frames[::30]:
         atoms = f.atoms.copy()
@@ -47,3 +53,13 @@ def test_labels_match_the_mendelev_eam(backend):
 def test_eam_backend_choice():
     with pytest.raises(ValueError, match="backend"):
         eam_calculator("gulp")
+
+
+def test_the_eam_file_is_the_mendelev_cuzr_potential():
+    try:
+        path = eam_potential_file()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    header = path.read_text().splitlines()[:5]
+    assert header[3].split() == ["2", "Cu", "Zr"]  # two elements, Cu and Zr
+    assert float(header[4].split()[-1]) == 7.6  # its cutoff, Å

@@ -1,4 +1,4 @@
-"""The shipped Cu–Zr models load, reproduce the test errors their README states, and run MD."""
+"""The shipped Cu–Zr models: found by name, reproduce the test errors they state, and run MD."""
 import re
 from pathlib import Path
 
@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 
 from equicalc import EquiCalc, load_model
-from equicalc.data import GraphDataset, read_frames
-from equicalc.train.metrics import error_metrics, predict
+from equicalc.models import describe, model_path, shipped_models
 
-CUZR = Path(__file__).resolve().parent.parent / "data" / "cuzr"
-
-
-# model file, README marker of its test-error table, and whether that table is over the condensed test
-# frames only: the Allegro model is the first training stage, from before the `sparse` data stage
-MODELS = {"nequip": ("model.pth", "test-errors", False), "allegro": ("allegro/model.pth", "allegro-test-errors", True)}
+ROOT = Path(__file__).resolve().parent.parent
+CUZR = ROOT / "data" / "cuzr"
 SPARSE_TYPES = ("isolated_atom", "dimer", "cluster", "expanded")
+# the README tables that state each model's errors on the condensed test frames
+README_MARKERS = {"cuzr": "test-errors", "cuzr-allegro": "allegro-test-errors"}
 
 
 def stated_errors(marker: str, readme: Path = CUZR / "README.md"):
@@ -30,49 +27,64 @@ def stated_errors(marker: str, readme: Path = CUZR / "README.md"):
     return out
 
 
-@pytest.mark.parametrize("architecture", sorted(MODELS))
-def test_test_split_errors_match_the_readme(architecture):
-    path, marker, condensed_only = MODELS[architecture]
-    model = load_model(CUZR / path)
-    assert model.architecture == architecture
-    frames = read_frames(CUZR / "test.extxyz.gz")
-    if condensed_only:
-        frames = [f for f in frames if f.atoms.info["config_type"] not in SPARSE_TYPES]
-    measured = error_metrics(predict(model, GraphDataset(frames, model.r_max), batch_size=16).arrays())
-    for key, (mae, rmse) in stated_errors(marker).items():
-        assert measured[f"{key}_mae"] == pytest.approx(mae, abs=0.006 + 0.002 * mae), key
-        assert measured[f"{key}_rmse"] == pytest.approx(rmse, abs=0.006 + 0.002 * rmse), key
+def test_shipped_models_are_found_by_name():
+    assert set(shipped_models()) == set(README_MARKERS)
+    for name in shipped_models():
+        path = model_path(name)
+        assert path.parent.name == "models" and path.parent.parent.name == "equicalc"  # package data
+        d = describe(name)
+        assert d["species"] == ["Cu", "Zr"] and d["test_errors"]["frames"] == "146 condensed test frames"
+    with pytest.raises(FileNotFoundError, match="cuzr-allegro"):
+        model_path("cuzr-nonesuch")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(README_MARKERS))
+def test_stated_test_errors_are_measured_again(name):
+    """Metadata and README state the errors on the condensed test frames; a fresh evaluation gives them."""
+    from equicalc.data import read_frames
+    from equicalc.evaluate import error_metrics, predict_frames
+
+    model = load_model(model_path(name))
+    frames = [f for f in read_frames(CUZR / "test.extxyz.gz") if f.atoms.info["config_type"] not in SPARSE_TYPES]
+    measured = error_metrics(predict_frames(model, frames))
+    stored = model.metadata["test_errors"]
+    for key, (mae, rmse) in stated_errors(README_MARKERS[name]).items():
+        for stat, value in (("mae", mae), ("rmse", rmse)):
+            assert measured[f"{key}_{stat}"] == pytest.approx(value, abs=0.006 + 0.002 * value), (key, stat)
+            assert stored[f"{key}_{stat}"] == pytest.approx(measured[f"{key}_{stat}"], abs=1e-3), (key, stat)
 
 
 def test_top_level_readme_states_the_same_errors():
-    assert stated_errors("test-errors", CUZR.parent.parent / "README.md") == stated_errors("test-errors")
+    assert stated_errors("test-errors", ROOT / "README.md") == stated_errors("test-errors")
 
 
-@pytest.mark.parametrize("architecture", sorted(MODELS))
-def test_shipped_model_runs_stable_md(architecture):
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(README_MARKERS))
+def test_shipped_model_runs_stable_md(name):
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import thermalize_momenta
 
-    from equicalc.cli import cuzr_liquid_cell
+    from equicalc.systems import random_alloy
 
-    atoms = cuzr_liquid_cell(108, seed=3, volume_per_atom=17.0)
-    atoms.calc = EquiCalc(CUZR / MODELS[architecture][0])
+    atoms = random_alloy(108, "Cu64Zr36", volume_per_atom=17.0, seed=3)
+    atoms.calc = EquiCalc(name)
     thermalize_momenta(atoms, temperature_K=1500, rng=np.random.default_rng(3))
     Langevin(atoms, 2 * units.fs, temperature_K=1500, friction=0.02 / units.fs,
              rng=np.random.default_rng(4)).run(60)
     assert 500 < atoms.get_temperature() < 3000
-    assert np.isfinite(atoms.get_potential_energy())
     assert -5.5 < atoms.get_potential_energy() / len(atoms) < -3.5
 
 
+@pytest.mark.slow
 def test_shipped_model_liquid_is_stable_in_npt_at_2200_k(tmp_path):
     """The melt of the reference data's protocol: 2200 K at zero pressure, from a random start. A model
     that knows nothing of low densities lets this liquid swell without bound (quench then stops)."""
-    from equicalc.analysis.quench import quench
-    from equicalc.cli import cuzr_liquid_cell
+    from equicalc.analysis import quench
+    from equicalc.systems import random_alloy
 
-    res = quench(cuzr_liquid_cell(108, seed=3, volume_per_atom=17.5), EquiCalc(CUZR / "model.pth"),
+    res = quench(random_alloy(108, "Cu64Zr36", volume_per_atom=17.5, seed=3), EquiCalc("cuzr"),
                  t_melt=2200.0, t_final=2100.0, cooling_rate=1000.0, melt_time=2.0, hold_time=0.0,
                  timestep=2.0, trajectory_interval=0, checkpoint_interval=1000, directory=tmp_path,
                  show_progress=False, seed=3)

@@ -91,7 +91,69 @@ def test_build_model_errors():
         build_model(species=["Qq"])
     with pytest.raises(ValueError, match="r_max"):
         build_model(species=["Cu"], r_max=-1)
-    with pytest.raises(ValueError, match="unexpected keyword"):
+    with pytest.raises(ValueError, match="unknown key 'n_layers'; did you mean 'num_layers'"):
         build_model(species=["Cu"], n_layers=3)
+    with pytest.raises(ValueError, match="'num_features' must be an integer"):
+        build_model(species=["Cu"], num_features=4.5)
+    with pytest.raises(ValueError, match="'num_layers' must be >= 1"):
+        build_model(species=["Cu"], num_layers=0)
     with pytest.raises(ValueError, match="shifts"):
         build_model(species=["Cu", "Zr"], shifts={"Ni": 1.0})
+
+
+def test_one_spec_per_architecture():
+    from equicalc.nn import AllegroSpec, NequIPSpec, spec_from_dict
+
+    spec = NequIPSpec(species=("Cu", 40), r_max=4, num_features=8)
+    assert spec.species == ("Cu", "Zr") and spec.r_max == 4.0 and isinstance(spec.r_max, float)
+    assert spec_from_dict("nequip", spec.to_dict()) == spec
+    model = build_model(spec, seed=0)
+    assert model.spec == spec and model.config == spec.to_dict()
+    with pytest.raises(ValueError, match="must be > 0"):
+        AllegroSpec(species=["Cu"], r_max=0.0)
+    with pytest.raises(ValueError, match="did you mean 'mlp_hidden'"):
+        spec_from_dict("allegro", {"species": ["Cu"], "mlp_hiden": 8})
+    with pytest.raises(ValueError, match="hyperparameters in the spec"):
+        build_model(spec, num_layers=2)
+
+
+def test_checkpoints_and_model_files_load_through_one_reader(tmp_path):
+    """A checkpoint's record is a model file's; both load with load_model and the same checks."""
+    from equicalc.model_io import CHECKPOINT_FORMAT_NAME, CHECKPOINT_FORMAT_VERSION, model_record
+
+    model = small_model(seed=3)
+    ema = small_model(seed=4)
+    record = model_record(model)
+    torch.save({"format": CHECKPOINT_FORMAT_NAME, "format_version": CHECKPOINT_FORMAT_VERSION, "model": record,
+                "ema_state_dict": model_record(ema)["state_dict"], "state": {"epoch": 5}}, tmp_path / "c.pt")
+    for ema_weights, expected in ((True, ema), (False, model)):
+        loaded = load_model(tmp_path / "c.pt", ema=ema_weights)
+        for (k, x), (_, y) in zip(loaded.state_dict().items(), expected.state_dict().items()):
+            assert torch.equal(x, y), k
+    assert load_model(tmp_path / "c.pt").metadata["training"]["epoch"] == 5
+    record["config"]["num_layers"] = 3  # weights of 2 layers: refused with the file named
+    torch.save({"format": CHECKPOINT_FORMAT_NAME, "format_version": 1, "model": record}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt: weights do not match"):
+        load_model(tmp_path / "bad.pt", ema=False)
+    record["config"]["num_layer"] = 3
+    torch.save({"format": CHECKPOINT_FORMAT_NAME, "format_version": 1, "model": record}, tmp_path / "bad2.pt")
+    with pytest.raises(ValueError, match="bad2.pt: invalid model configuration.*did you mean 'num_layers'"):
+        load_model(tmp_path / "bad2.pt")
+
+
+def test_files_written_before_the_specs_load_unchanged():
+    """The training runs in data/cuzr were written by earlier versions: they load, and the shipped model
+    (saved again with its test errors) has the same weights as the run's export it came from."""
+    from pathlib import Path
+
+    from equicalc.models import model_path
+
+    runs = Path(__file__).resolve().parent.parent / "data" / "cuzr"
+    exported = load_model(runs / "finetune" / "model.pth")
+    shipped = load_model(model_path("cuzr"))
+    for (k, x), (_, y) in zip(exported.state_dict().items(), shipped.state_dict().items()):
+        assert torch.equal(x, y), k
+    assert exported.spec == shipped.spec
+    best = load_model(runs / "finetune" / "checkpoint_best.pt")  # its EMA weights are what was exported
+    for (k, x), (_, y) in zip(best.state_dict().items(), exported.state_dict().items()):
+        assert torch.equal(x, y), k

@@ -1,42 +1,121 @@
-"""The channel-wise tensor product against a direct Wigner-3j contraction."""
+"""The channel-wise tensor product against e3nn's own ``TensorProduct``, and the fused kernels against both."""
+import pytest
 import torch
 from e3nn import o3
 
+from equicalc.nn.fused_cpu import ConvolutionPlan, FusedChannelwiseTensorProduct, fuse, fused_convolve
 from equicalc.nn.tensor_product import ChannelwiseTensorProduct
 
-
-def reference(tp, x, y, w):
-    """Each path as an explicit einsum with its (scaled) Wigner 3j tensor."""
-    n = x.shape[0]
-    xs = x.split(tp.unit_sizes, dim=1)
-    ys = y.split([ir.dim for _, ir in tp.irreps_sh], dim=1)
-    ws = w.split([p[4] for p in tp.paths], dim=1)
-    outs = []
-    for (unit, j, kind, const, channels, d1, d3, name), wp in zip(tp.paths, ws):
-        l1, l2, l3 = (d1 - 1) // 2, tp.irreps_sh[j][1].l, (d3 - 1) // 2
-        cg = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * (2 * l3 + 1) ** 0.5
-        xu = xs[unit].reshape(n, channels, d1)
-        outs.append(torch.einsum("eui,ej,ijk,eu->euk", xu, ys[j], cg, wp).reshape(n, -1))
-    return torch.cat(outs, dim=1)
+CASES = [(1, True), (2, True), (3, False)]
 
 
-def test_every_path_kind_equals_the_3j_contraction():
+def irreps_for(l_max, parity, channels=4):
+    ps = (1, -1) if parity else (1,)
+    irreps = o3.Irreps([(channels, (l, p)) for l in range(l_max + 1) for p in ps])
+    return irreps, o3.Irreps.spherical_harmonics(l_max, p=-1 if parity else 1)
+
+
+def e3nn_reference(irreps, sh):
+    """e3nn's ``TensorProduct`` with one "uvu" instruction per path of ``tp``, and a map of the weights.
+
+    Built independently of our path list: every (input irrep, harmonic, output irrep) that the
+    target allows, ordered like ours (input block, harmonic, l3); e3nn's "component" normalisation
+    with unit path weights gives sqrt(2 l3 + 1) times the Wigner 3j symbol, as ours does.
+    """
+    target = {ir for _, ir in irreps}
+    instructions, irreps_out = [], []
+    for i, (mul, ir_in) in enumerate(irreps):
+        for j, (_, ir_sh) in enumerate(sh):
+            for ir_out in ir_in * ir_sh:
+                if ir_out in target:
+                    instructions.append((i, j, len(irreps_out), "uvu", True))
+                    irreps_out.append((mul, ir_out))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # its Wigner 3j buffers are then exact
+    try:
+        return o3.TensorProduct(irreps, sh, o3.Irreps(irreps_out), instructions, irrep_normalization="component",
+                                path_normalization="none", internal_weights=False, shared_weights=False)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def matching_order(tp, e3):
+    """For each of our output blocks, the index of the same (input block, harmonic, output irrep) in e3nn's."""
+    e3_keys = [(ins.i_in1, ins.i_in2, e3.irreps_out[ins.i_out].ir) for ins in e3.instructions]
+    keys = []
+    for unit, j, _, _, _, _, d3, _ in tp.paths:
+        for i in tp.units[unit]:
+            keys.append((i, j, o3.Irrep((d3 - 1) // 2, tp.irreps_in[i].ir.p * tp.irreps_sh[j].ir.p)))
+    return [e3_keys.index(k) for k in keys]
+
+
+@pytest.mark.parametrize("l_max, parity", CASES)
+def test_equals_e3nn_uvu_tensor_product(l_max, parity):
     torch.manual_seed(0)
-    for l_max, parity in ((1, True), (2, True), (3, False)):
-        ps = (1, -1) if parity else (1,)
-        irreps = o3.Irreps([(4, (l, p)) for l in range(l_max + 1) for p in ps])
-        sh = o3.Irreps.spherical_harmonics(l_max, p=-1 if parity else 1)
-        tp = ChannelwiseTensorProduct(irreps, sh, irreps).double()
-        kinds = {p[2] for p in tp.paths}
-        assert {"scale", "outer", "dot"} <= kinds
-        e, n = 40, 7
-        x = torch.randn(e, irreps.dim, dtype=torch.float64)
-        y = torch.randn(e, sh.dim, dtype=torch.float64)
-        w = torch.randn(e, tp.weight_numel, dtype=torch.float64)
-        torch.testing.assert_close(tp(x, y, w), reference(tp, x, y, w), rtol=1e-12, atol=1e-12)
-        # convolve = gather, product, sum onto centres
-        nodes = torch.randn(n, irreps.dim, dtype=torch.float64)
-        edge_index = torch.randint(0, n, (2, e))
-        expected = torch.zeros(n, tp.irreps_out.dim, dtype=torch.float64).index_add_(
-            0, edge_index[0], reference(tp, nodes[edge_index[1]], y, w))
-        torch.testing.assert_close(tp.convolve(nodes, y, w, edge_index), expected, rtol=1e-12, atol=1e-12)
+    irreps, sh = irreps_for(l_max, parity)
+    tp = ChannelwiseTensorProduct(irreps, sh, irreps).double()
+    e3 = e3nn_reference(irreps, sh)
+    order = matching_order(tp, e3)
+    assert sorted(order) == list(range(len(e3.instructions)))  # the same paths, no more, no fewer
+    assert {p[2] for p in tp.paths} >= {"scale", "outer", "dot"}
+    e = 30
+    x = torch.randn(e, irreps.dim, dtype=torch.float64)
+    y = torch.randn(e, sh.dim, dtype=torch.float64)
+    # one weight per channel and e3nn path; our weights are per (unit, path): blocks of a unit are consecutive
+    w_e3 = torch.randn(e, e3.weight_numel, dtype=torch.float64)
+    w_blocks = w_e3.split([ins.path_shape[0] for ins in e3.instructions], dim=1)
+    ours_w = torch.cat([w_blocks[k] for k in order], dim=1)
+    out_blocks = e3(x, y, w_e3).split([mul * ir.dim for mul, ir in e3.irreps_out], dim=1)
+    expected = torch.cat([out_blocks[k] for k in order], dim=1)
+    torch.testing.assert_close(tp(x, y, ours_w), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("l_max, parity", CASES)
+def test_convolve_is_gather_product_sum(l_max, parity):
+    torch.manual_seed(1)
+    irreps, sh = irreps_for(l_max, parity)
+    tp = ChannelwiseTensorProduct(irreps, sh, irreps).double()
+    n, e = 7, 40
+    nodes = torch.randn(n, irreps.dim, dtype=torch.float64)
+    y = torch.randn(e, sh.dim, dtype=torch.float64)
+    w = torch.randn(e, tp.weight_numel, dtype=torch.float64)
+    edge_index = torch.randint(0, n, (2, e))
+    expected = torch.zeros(n, tp.irreps_out.dim, dtype=torch.float64).index_add_(
+        0, edge_index[0], tp(nodes[edge_index[1]], y, w))
+    torch.testing.assert_close(tp.convolve(nodes, y, w, edge_index), expected, rtol=1e-12, atol=1e-12)
+    fused = FusedChannelwiseTensorProduct(tp)
+    torch.testing.assert_close(fused.convolve(nodes, y, w, edge_index), expected, rtol=1e-11, atol=1e-11)
+
+
+def test_fused_convolution_gradients_pass_gradcheck():
+    torch.manual_seed(2)
+    irreps, sh = irreps_for(2, True, channels=3)
+    tp = ChannelwiseTensorProduct(irreps, sh, irreps).double()
+    plan = ConvolutionPlan(tp)
+    n, e, pairs = 5, 16, 8
+    x = torch.randn(n, irreps.dim, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(e, sh.dim, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(pairs, tp.weight_numel, dtype=torch.float64, requires_grad=True)
+    edge_index = torch.randint(0, n, (2, e))
+    weight_index = torch.randint(0, pairs, (e,))  # rows shared by several edges, as for the two edges of a pair
+    assert torch.autograd.gradcheck(lambda a, b, c: fused_convolve(plan, a, b, c, edge_index, weight_index),
+                                    (x, y, w), eps=1e-6, atol=1e-8)
+
+
+def test_fuse_is_explicit_and_refused_in_training():
+    from conftest import random_cuzr, small_model
+
+    from equicalc.graph import AtomicGraph
+    from equicalc.nn import compute_properties, is_fused
+
+    model = small_model()
+    fused = fuse(model)
+    assert is_fused(fused) and not is_fused(model)  # a copy: the original keeps the PyTorch path
+    graph = AtomicGraph.from_atoms(random_cuzr()).build_neighbors(model.r_max)
+    a = compute_properties(model, graph)
+    b = compute_properties(fused, graph)
+    torch.testing.assert_close(a["forces"], b["forces"], rtol=1e-10, atol=1e-11)
+    with pytest.raises(ValueError, match="inference only"):
+        compute_properties(fused, graph, training=True)
+    allegro = small_model(architecture="allegro")
+    assert not is_fused(fuse(allegro))  # nothing to fuse: unchanged

@@ -200,7 +200,10 @@ def test_restart_gives_the_same_weights(emt_files, tmp_path):
         assert torch.equal(t, b["ema_state_dict"][name]), name
     with open(tmp_path / "b" / "metrics.csv") as fh:
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2", "3"]
-    assert load_model(ref["model_path"]) is not None
+    exported = load_model(ref["model_path"])  # the best epoch's EMA weights, as the checkpoint holds them
+    best = load_model(tmp_path / "a" / "checkpoint_best.pt")
+    for (k, x), (_, y) in zip(exported.state_dict().items(), best.state_dict().items()):
+        assert torch.equal(x, y), k
 
 
 def test_eval_and_deploy_cli(emt_files, tmp_path, capsys):
@@ -261,7 +264,7 @@ def test_allegro_trains_from_a_config(emt_files, tmp_path):
     }, base_dir=emt_files)
     summary = train(cfg, show_progress=False, echo=False)
     model = load_model(summary["model_path"])
-    assert model.architecture == "allegro" and model.config["num_tensor_features"] == 2
+    assert model.spec.architecture == "allegro" and model.spec.num_tensor_features == 2
     with pytest.raises(ValueError, match="did you mean 'num_tensor_features'"):
         config_from_dict({"data": {"train": "x"}, "model": {"architecture": "allegro", "num_tensor_feature": 2}})
 
@@ -299,7 +302,7 @@ def test_fine_tuning_starts_from_the_given_model(emt_files, tmp_path):
 
 def test_error_metrics_by_group_match_each_subset(emt_files, capsys):
     from equicalc.model_io import build_model
-    from equicalc.train.metrics import error_metrics, error_metrics_by_group, predict
+    from equicalc.evaluate import error_metrics, error_metrics_by_group, predict
 
     model = build_model("nequip", species=["Cu", "Au"], dtype="float64", seed=0, r_max=4.0, num_layers=1,
                         num_features=8, num_basis=4, radial_hidden=8)

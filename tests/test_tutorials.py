@@ -13,6 +13,7 @@ def test_there_are_five_tutorials():
     assert len(NOTEBOOKS) == 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path):
     nb = nbformat.read(path, as_version=4)

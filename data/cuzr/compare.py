@@ -35,48 +35,34 @@ STEPS = ("errors", "b2", "quench", "nve", "architectures")
 T_MELT = 2200.0
 LIQUID_FIT = (1200.0, 1800.0)
 ARCHITECTURES = {"NequIP": HERE / "training", "Allegro": HERE / "allegro"}  # first-stage runs
-# config types of the `sparse` stage of generate.py (isolated atoms, dimers, clusters, expanded liquids)
-SPARSE_TYPES = ("isolated_atom", "dimer", "cluster", "expanded")
 
 
-def test_errors(model_path: Path, plot_name: str = "parity_test.png", condensed_only: bool = False) -> dict:
-    """Test-split errors of a model (``condensed_only``: without the ``sparse`` stage's frames)."""
-    from equicalc.data import GraphDataset, read_frames
-    from equicalc.model_io import load_model
-    from equicalc.train.metrics import error_metrics, parity_plot, predict
+def test_errors(model_path, plot_name: str = "parity_test.png", condensed_only: bool = False) -> dict:
+    """Test-split errors of a model (``condensed_only``: without the ``sparse`` stage's frames), with a parity plot."""
+    from ship import test_errors as errors
 
-    model = load_model(model_path)
-    frames = read_frames(HERE / "test.extxyz.gz")
-    if condensed_only:
-        frames = [f for f in frames if f.atoms.info.get("config_type") not in SPARSE_TYPES]
-    arrays = predict(model, GraphDataset(frames, model.r_max), batch_size=16).arrays()
-    parity_plot(arrays, HERE / "validation" / plot_name, title=f"Cu–Zr test split: {model_path.name}")
-    return error_metrics(arrays, per_species=True) | {"frames": len(frames)}
+    from equicalc import load_model
+    from equicalc.models import model_path as resolve
+
+    return errors(load_model(resolve(model_path)), condensed_only, plot=HERE / "validation" / plot_name)
 
 
-def md_step_ms(model_path: Path, n_atoms: int, steps: int = 10) -> float:
+def md_step_ms(model_path, n_atoms: int, steps: int = 10) -> float:
     """Wall time of one velocity-Verlet step (energy, forces and stress), ms, EquiCalc defaults, float32."""
-    from ase import units
     from ase.md.velocitydistribution import thermalize_momenta
-    from ase.md.verlet import VelocityVerlet
 
     from equicalc import EquiCalc
-    from equicalc.cli import cuzr_liquid_cell
+    from equicalc.md import md_step_time
+    from equicalc.systems import random_alloy
 
-    atoms = cuzr_liquid_cell(n_atoms)
-    atoms.calc = EquiCalc(str(model_path))
+    atoms = random_alloy(n_atoms, "Cu64Zr36", volume_per_atom=16.3)
     thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(1))
-    dyn = VelocityVerlet(atoms, 1.0 * units.fs)
-    dyn.attach(atoms.get_stress, interval=1)
-    dyn.run(2)  # compiles and caches kernels, builds the neighbour list
-    t0 = time.perf_counter()
-    dyn.run(steps)
-    return (time.perf_counter() - t0) / steps * 1e3
+    return md_step_time(atoms, EquiCalc(model_path), steps=steps)
 
 
 def architectures() -> dict:
     """NequIP against Allegro on the same data: errors, size, training cost, MD speed."""
-    from equicalc.model_io import load_model
+    from equicalc import load_model
     from equicalc.train import deploy
 
     out = {}
@@ -85,7 +71,7 @@ def architectures() -> dict:
         deploy(run / "checkpoint_best.pt", model_path)
         model = load_model(model_path)
         out[name] = {"parameters": sum(p.numel() for p in model.parameters()),
-                     "hyperparameters": dict(model.config),
+                     "hyperparameters": model.spec.hyperparameters(),
                      "test": test_errors(model_path, f"parity_test_{name.lower()}.png", condensed_only=True),
                      **training_cost(run / "metrics.csv"),
                      "md_ms_per_step": {str(n): md_step_ms(model_path, n, steps=10 if n <= 500 else 5)
@@ -104,30 +90,27 @@ def training_cost(metrics_path: Path) -> dict:
 
 
 def b2(calcs: dict) -> dict:
-    from equicalc.analysis.phonons import band_structure, phonons, plot_phonons
-    from equicalc.cli import b2_cuzr
+    from equicalc.analysis import frequency_range, phonons, plot_phonons
+    from equicalc.systems import relaxed_b2
 
     out, results = {}, {}
     for name, calc in calcs.items():
-        atoms = b2_cuzr(calc)
+        atoms = relaxed_b2(calc)
         ph = phonons(atoms, calc, supercell=(4, 4, 4))
-        bands = band_structure(ph, npoints=31)
-        out[name] = {"a": float(atoms.cell[0, 0]),
-                     "min_frequency_THz": float(min(f.min() for f in bands["frequencies"])),
-                     "max_frequency_THz": float(max(f.max() for f in bands["frequencies"]))}
+        fmin, fmax = frequency_range(ph)
+        out[name] = {"a": float(atoms.cell[0, 0]), "min_frequency_THz": fmin, "max_frequency_THz": fmax}
         results[name] = ph
     plot_phonons(results, HERE / "validation" / "phonons_b2.png", title="B2 CuZr")
     return out
 
 
 def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int) -> dict:
-    from equicalc.analysis.quench import quench
-    from equicalc.analysis.rdf import rdf
-    from equicalc.cli import cuzr_liquid_cell
+    from equicalc.analysis import quench, rdf
+    from equicalc.systems import random_alloy
 
     out = {}
     for name, calc in calcs.items():
-        atoms = cuzr_liquid_cell(n_atoms, seed=seed, volume_per_atom=17.5)
+        atoms = random_alloy(n_atoms, "Cu64Zr36", volume_per_atom=17.5, seed=seed)
         folder = HERE / "validation" / f"quench_{name.split()[0].lower()}"
         res = quench(atoms, calc, t_melt=T_MELT, t_final=300.0, cooling_rate=rate, melt_time=4.0, hold_time=4.0,
                      directory=folder, seed=seed, trajectory_interval=100, checkpoint_interval=100,
@@ -152,9 +135,9 @@ def nve_drift(calc, n_atoms: int = 500, ps: float = 4.0, seed: int = 0) -> dict:
     from ase.md.velocitydistribution import thermalize_momenta
     from ase.md.verlet import VelocityVerlet
 
-    from equicalc.cli import cuzr_liquid_cell
+    from equicalc.systems import random_alloy
 
-    atoms = cuzr_liquid_cell(n_atoms, seed=seed, volume_per_atom=17.0)
+    atoms = random_alloy(n_atoms, "Cu64Zr36", volume_per_atom=17.0, seed=seed)
     atoms.calc = calc
     thermalize_momenta(atoms, temperature_K=1500, rng=np.random.default_rng(seed))
     Langevin(atoms, 2 * units.fs, temperature_K=1500, friction=0.02 / units.fs,
@@ -233,7 +216,7 @@ def markdown(results: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=HERE / "model.pth")
+    parser.add_argument("--model", default="cuzr", help="model file or shipped model name (default cuzr)")
     parser.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--atoms", type=int, default=250, help="atoms in the quench (default 250)")
     parser.add_argument("--rate", type=float, default=100.0, help="cooling rate of the quench, K/ps (default 100)")
@@ -254,12 +237,9 @@ def main(argv=None) -> None:
         print(markdown(results) + "\n\n" + markdown_architectures(results))
         return
     from equicalc import EquiCalc
-    from equicalc.cli import eam_calculator
+    from equicalc.reference import eam_calculator
 
-    eam = eam_calculator()
-    if eam is None:
-        raise SystemExit("the EAM reference needs pip install -e '.[reference]'")
-    calcs = {"model": EquiCalc(str(args.model)), "EAM": eam}
+    calcs = {"model": EquiCalc(args.model), "EAM": eam_calculator()}
     quench_calcs = {name: calcs[name] for name in args.calculators}
     for step in args.only:
         t0 = time.time()

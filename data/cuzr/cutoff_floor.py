@@ -37,12 +37,10 @@ def far_field_errors(cutoffs, every: int = 1) -> dict:
     """{cutoff (Å): (MAE, RMSE)} of the force part carried by pairs beyond the cutoff, meV/Å, on the test split."""
     from matscipy.calculators.eam import EAM
 
-    from equicalc.cli import eam_potential_file
     from equicalc.data import read_frames
+    from equicalc.reference import eam_potential_file
 
     source = eam_potential_file()
-    if source is None:
-        raise SystemExit("the EAM reference needs pip install -e '.[reference]'")
     frames = read_frames(HERE / "test.extxyz.gz")[::every]
     full = EAM(str(source), kind="eam/fs")
 

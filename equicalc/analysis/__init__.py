@@ -1,9 +1,14 @@
 """Analyses that need only ASE ``Atoms`` and an ASE calculator (EquiCalc, EMT, EAM...).
 
-    from equicalc.analysis import rdf, quench, fit_glass_transition, phonons
+    from equicalc.analysis import rdf, quench, fit_glass_transition, phonons, band_structure
+
+The names ``rdf``, ``quench`` and ``phonons`` are the functions; their modules
+(``equicalc.analysis.rdf``...) hold the result classes and helpers.
 """
+from .phonons import band_structure, density_of_states, frequency_range, phonons, plot_phonons, thermal_properties
 from .quench import GlassTransition, QuenchResult, fit_glass_transition, quench
 from .rdf import RDFResult, StructureFactor, rdf
 
 __all__ = ["rdf", "RDFResult", "StructureFactor", "quench", "QuenchResult", "GlassTransition",
-           "fit_glass_transition"]
+           "fit_glass_transition", "phonons", "band_structure", "density_of_states", "thermal_properties",
+           "frequency_range", "plot_phonons"]

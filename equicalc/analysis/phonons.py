@@ -14,7 +14,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["phonons", "band_structure", "density_of_states", "thermal_properties", "plot_phonons"]
+__all__ = ["phonons", "band_structure", "density_of_states", "thermal_properties", "frequency_range",
+           "plot_phonons"]
 
 
 def _to_phonopy(atoms):
@@ -150,18 +151,20 @@ def thermal_properties(ph, t_min: float = 0.0, t_max: float = 1000.0, t_step: fl
     return {k: np.asarray(getattr(tp, k)) for k in ("temperatures", "free_energy", "entropy", "heat_capacity")}
 
 
+def frequency_range(ph, npoints: int = 31):
+    """Lowest and highest frequency (THz) along the band path; negative = imaginary (unstable) modes."""
+    bands = band_structure(ph, npoints=npoints)
+    return (float(min(f.min() for f in bands["frequencies"])), float(max(f.max() for f in bands["frequencies"])))
+
+
 def plot_phonons(results: Dict[str, object], path=None, npoints: int = 51, mesh=(20, 20, 20), title: str = ""):
     """Band structures and DOS of several calculators overlaid (e.g. ``{"model": ph, "EAM": ph_ref}``).
 
     Returns the matplotlib figure (also saved as PNG when ``path`` is given).
     """
-    import matplotlib
+    from ..plotting import new_figure, save_figure
 
-    if path is not None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_b, ax_d) = plt.subplots(1, 2, figsize=(10, 4.5), gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
+    fig, (ax_b, ax_d) = new_figure(2, size=(10, 4.5), gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
     labels, ticks = [], []
     for k, (name, ph) in enumerate(results.items()):
         color = f"C{k}"
@@ -184,8 +187,6 @@ def plot_phonons(results: Dict[str, object], path=None, npoints: int = 51, mesh=
     ax_d.legend(frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        save_figure(fig, path)
     return fig

@@ -198,16 +198,45 @@ class QuenchResult:
         ramp_end_ps = p["melt_time"] + (p["t_melt"] - p["t_final"]) / p["cooling_rate"]
         return [a for a in read(path, ":") if a.info.get("step", 0) * p["timestep_fs"] / 1000.0 > ramp_end_ps]
 
-    def plot(self, path=None, liquid_range=None, glass_range=None):
-        """V(T) and H(T) of the cooling windows with the two fits and Tg; returns the figure."""
-        import matplotlib
+    def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
+        """What the run found, as plain values: Tg from V(T) and H(T) (``tg_volume``, ``tg_enthalpy``: K, error,
+        whether a kink was resolved, fit ranges; or the reason there is none), the glass's mean volume (Å³/atom)
+        and potential energy (eV/atom) over the final hold, and the first RDF peaks (Å) of its frames.
 
-        if path is not None:
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        Also returns the ``GlassTransition`` objects under ``"fits"`` and the ``RDFResult`` under ``"rdf"``
+        (not JSON: drop them before writing).
+        """
+        out, fits = {"protocol": self.protocol}, {}
+        p = self.protocol
+        for quantity in ("volume", "enthalpy"):
+            try:
+                tg = self.glass_transition(quantity, liquid_range, glass_range)
+            except ValueError as exc:
+                out[f"tg_{quantity}"] = {"error": str(exc)}
+                continue
+            fits[quantity] = tg
+            out[f"tg_{quantity}"] = {"tg_K": tg.tg, "error_K": tg.error, "resolved": tg.resolved(p["t_final"], p["t_melt"]),
+                                     "liquid_range_K": tg.liquid_range, "glass_range_K": tg.glass_range}
+        hold = self.data["stage"] == "hold"
+        if hold.any():
+            out["glass_volume_per_atom"] = float(self.data["volume_per_atom"][hold].mean())
+            out["glass_epot_per_atom"] = float(self.data["epot_per_atom"][hold].mean())
+        frames = self.glass_frames()
+        g = None
+        if frames:
+            from .rdf import rdf
+
+            g = rdf(frames, r_max=rdf_r_max, nbins=rdf_bins)
+            out["rdf_first_peaks_A"] = g.first_peak()
+        out["fits"], out["rdf"] = fits, g
+        return out
+
+    def plot(self, path=None, liquid_range=None, glass_range=None):
+        """V(T) and H(T) of the cooling windows with the two fits and Tg; returns the ``Figure``."""
+        from ..plotting import new_figure, save_figure
 
         w = self.windows()
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        fig, axes = new_figure(2, size=(10, 4))
         for ax, (quantity, key, label) in zip(axes, [("volume", "volume_per_atom", "V (Å³/atom)"),
                                                      ("enthalpy", "enthalpy_per_atom", "H (eV/atom)")]):
             ax.plot(w["T"], w[key], "o", ms=4, color="C0")
@@ -216,25 +245,28 @@ class QuenchResult:
             except ValueError:
                 tg = None
             if tg is not None and np.isfinite(tg.tg):
-                tt = np.linspace(w["T"].min(), w["T"].max(), 50)
-                for fit, rng_, color in ((tg.liquid_fit, tg.liquid_range, "C3"), (tg.glass_fit, tg.glass_range, "C2")):
-                    ax.plot(tt, np.polyval(fit, tt), "--", color=color, lw=1)
-                    ax.axvspan(*rng_, color=color, alpha=0.08)
-                if tg.resolved(w["T"].min(), w["T"].max()):
-                    ax.axvline(tg.tg, color="k", lw=1)
-                    ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K", fontsize=10)
-                else:
-                    ax.set_title(f"no kink resolved (fit: {tg.tg:.0f} ± {tg.error:.0f} K)", fontsize=10)
+                _draw_fits(ax, tg, w["T"])
             ax.set_xlabel("T (K)")
             ax.set_ylabel(label)
         p = self.protocol
         fig.suptitle(f"quench {p['t_melt']:.0f} → {p['t_final']:.0f} K at {p['cooling_rate']:g} K/ps, "
                      f"{p['n_atoms']} atoms")
-        fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
+            save_figure(fig, path)
         return fig
+
+
+def _draw_fits(ax, tg: GlassTransition, temperatures) -> None:
+    """The liquid and glass fits with their ranges, and Tg when the kink is resolved."""
+    tt = np.linspace(temperatures.min(), temperatures.max(), 50)
+    for fit, rng_, color in ((tg.liquid_fit, tg.liquid_range, "C3"), (tg.glass_fit, tg.glass_range, "C2")):
+        ax.plot(tt, np.polyval(fit, tt), "--", color=color, lw=1)
+        ax.axvspan(*rng_, color=color, alpha=0.08)
+    if tg.resolved(temperatures.min(), temperatures.max()):
+        ax.axvline(tg.tg, color="k", lw=1)
+        ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K", fontsize=10)
+    else:
+        ax.set_title(f"no kink resolved (fit: {tg.tg:.0f} ± {tg.error:.0f} K)", fontsize=10)
 
 
 def _read_csv(path: Path) -> Dict[str, np.ndarray]:
@@ -295,12 +327,23 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
     Returns:
         ``QuenchResult`` over all recorded rows.
     """
-    from ase import units
-    from ase.io import Trajectory, read
-    from ase.md.langevinbaoab import LangevinBAOAB
-    from ase.md.velocitydistribution import Stationary, thermalize_momenta
-    from tqdm.auto import tqdm
+    _check_arguments(atoms, t_melt, t_final, cooling_rate, timestep, relax_steps, max_expansion)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    protocol = make_protocol(atoms, t_melt, t_final, cooling_rate, pressure, timestep, melt_time, hold_time, window,
+                             seed, relax_steps)
+    v_limit = max_expansion * atoms.get_volume() / len(atoms)
+    atoms, start_step, p_eps = _start(atoms, calc, directory, protocol, resume)
+    atoms.calc = calc
+    if start_step < protocol["n_steps"]:
+        dyn = _dynamics(atoms, protocol, start_step, p_eps, t_tau, p_tau)
+        with _Records(directory, protocol, start_step, trajectory_interval) as records:
+            _run_segment(dyn, atoms, records, protocol, start_step, sample_interval, trajectory_interval,
+                         checkpoint_interval, v_limit, show_progress)
+    return QuenchResult(directory, _read_csv(directory / "quench.csv"), protocol)
 
+
+def _check_arguments(atoms, t_melt, t_final, cooling_rate, timestep, relax_steps, max_expansion) -> None:
     if not np.all(atoms.pbc):
         raise ValueError("quench: the structure must be periodic in all three directions (NPT)")
     if not (t_melt > 0 and t_final > 0 and cooling_rate > 0 and timestep > 0):
@@ -311,106 +354,156 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
         raise ValueError(f"quench: relax_steps must be >= 0, got {relax_steps}")
     if not max_expansion > 1:
         raise ValueError(f"quench: max_expansion must be > 1, got {max_expansion}")
-    v_start = atoms.get_volume() / len(atoms)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    cool_time = (t_melt - t_final) / cooling_rate
-    total_ps = melt_time + cool_time + hold_time
-    n_steps = int(round(total_ps * 1000.0 / timestep))
-    protocol = dict(t_melt=float(t_melt), t_final=float(t_final), cooling_rate=float(cooling_rate),
-                    pressure_bar=float(pressure), timestep_fs=float(timestep), melt_time=float(melt_time),
-                    hold_time=float(hold_time), window=float(window), n_atoms=len(atoms), n_steps=n_steps,
-                    seed=int(seed), relax_steps=int(relax_steps), formula=atoms.get_chemical_formula())
+
+
+def make_protocol(atoms, t_melt, t_final, cooling_rate, pressure, timestep, melt_time, hold_time, window, seed,
+                  relax_steps) -> dict:
+    """The protocol as plain values (stored with the run: a run resumes only under the same protocol)."""
+    total_ps = melt_time + (t_melt - t_final) / cooling_rate + hold_time
+    return dict(t_melt=float(t_melt), t_final=float(t_final), cooling_rate=float(cooling_rate),
+                pressure_bar=float(pressure), timestep_fs=float(timestep), melt_time=float(melt_time),
+                hold_time=float(hold_time), window=float(window), n_atoms=len(atoms),
+                n_steps=int(round(total_ps * 1000.0 / timestep)), seed=int(seed), relax_steps=int(relax_steps),
+                formula=atoms.get_chemical_formula())
+
+
+def _start(atoms, calc, directory: Path, protocol: dict, resume: bool):
+    """(atoms, first step, barostat state): the saved state of ``directory``, or a fresh, relaxed, thermalised start."""
+    from ase.io import read
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
     state_file = directory / "state.json"
-    csv_path = directory / "quench.csv"
-    traj_path = directory / "quench.traj"
-    start_step, p_eps = 0, 0.0
     if resume and state_file.exists():
         saved = json.loads(state_file.read_text())
         if saved["protocol"] != protocol:
             raise ValueError(f"quench: {directory} holds a run with another protocol; use another directory "
                              "or resume=False")
-        start_step, p_eps = int(saved["step"]), float(saved["p_eps"])
-        atoms = read(directory / "state.traj")
-        _truncate_records(csv_path, traj_path, start_step)
-    else:
-        for p in (csv_path, traj_path, state_file, directory / "state.traj", directory / "log.txt"):
-            if p.exists():
-                p.unlink()
-        atoms = atoms.copy()
-        if relax_steps:
-            from ase.optimize import FIRE
+        _truncate_records(directory / "quench.csv", directory / "quench.traj", int(saved["step"]))
+        return read(directory / "state.traj"), int(saved["step"]), float(saved["p_eps"])
+    for name in ("quench.csv", "quench.traj", "state.json", "state.traj", "log.txt"):
+        if (directory / name).exists():
+            (directory / name).unlink()
+    atoms = atoms.copy()
+    if protocol["relax_steps"]:
+        from ase.optimize import FIRE
 
-            atoms.calc = calc
-            FIRE(atoms, logfile=None).run(fmax=0.2, steps=relax_steps)
-        thermalize_momenta(atoms, temperature_K=t_melt, rng=np.random.default_rng(seed))
-        Stationary(atoms)
-    atoms.calc = calc
-    if start_step >= n_steps:
-        return QuenchResult(directory, _read_csv(csv_path), protocol)
+        atoms.calc = calc
+        FIRE(atoms, logfile=None).run(fmax=0.2, steps=protocol["relax_steps"])
+    thermalize_momenta(atoms, temperature_K=protocol["t_melt"], rng=np.random.default_rng(protocol["seed"]))
+    Stationary(atoms)
+    return atoms, 0, 0.0
 
-    def target(step):
-        return float(protocol_temperature(step * timestep / 1000.0, t_melt, t_final, cooling_rate, melt_time))
+
+def _target(step: int, protocol: dict) -> float:
+    p = protocol
+    return float(protocol_temperature(step * p["timestep_fs"] / 1000.0, p["t_melt"], p["t_final"],
+                                      p["cooling_rate"], p["melt_time"]))
+
+
+def _dynamics(atoms, protocol: dict, start_step: int, p_eps: float, t_tau: float, p_tau: float):
+    """ASE's LangevinBAOAB NPT (isotropic), its noise seeded by the protocol's seed and the start step."""
+    from ase import units
+    from ase.md.langevinbaoab import LangevinBAOAB
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the barostat-mass heuristic announces itself
-        dyn = LangevinBAOAB(atoms, timestep * units.fs, temperature_K=target(start_step),
-                            externalstress=-pressure * units.bar, hydrostatic=True, T_tau=t_tau * units.fs,
-                            P_tau=p_tau * units.fs, rng=np.random.default_rng([seed, start_step]))
+        dyn = LangevinBAOAB(atoms, protocol["timestep_fs"] * units.fs, temperature_K=_target(start_step, protocol),
+                            externalstress=-protocol["pressure_bar"] * units.bar, hydrostatic=True,
+                            T_tau=t_tau * units.fs, P_tau=p_tau * units.fs,
+                            rng=np.random.default_rng([protocol["seed"], start_step]))
     dyn.p_eps = p_eps
-    new_csv = not csv_path.exists()
-    fh = open(csv_path, "a", newline="")
-    writer = csv.DictWriter(fh, fieldnames=_FIELDS)
-    if new_csv:
-        writer.writeheader()
-    traj = Trajectory(traj_path, "a") if trajectory_interval else None
-    log = open(directory / "log.txt", "a")
-    log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {'resumed at' if start_step else 'started'} step "
-              f"{start_step} of {n_steps}: {json.dumps(protocol)}\n")
-    n = len(atoms)
-    v_limit = max_expansion * v_start
-    bar = tqdm(total=n_steps, initial=start_step, unit="step", desc="quench", disable=not show_progress)
-    step = start_step
-    try:
+    return dyn
+
+
+class _Records:
+    """The files of a quench: ``quench.csv`` rows, ``quench.traj`` frames, the saved state and ``log.txt``."""
+
+    def __init__(self, directory: Path, protocol: dict, start_step: int, trajectory_interval: int):
+        from ase.io import Trajectory
+
+        self.directory, self.protocol, self.step = directory, protocol, start_step
+        self.csv_path = directory / "quench.csv"
+        new_csv = not self.csv_path.exists()
+        self.fh = open(self.csv_path, "a", newline="")
+        self.writer = csv.DictWriter(self.fh, fieldnames=_FIELDS)
+        if new_csv:
+            self.writer.writeheader()
+        self.traj = Trajectory(directory / "quench.traj", "a") if trajectory_interval else None
+        self.log = open(directory / "log.txt", "a")
+        self.log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {'resumed at' if start_step else 'started'} step "
+                       f"{start_step} of {protocol['n_steps']}: {json.dumps(protocol)}\n")
+
+    def __enter__(self):
+        return self
+
+    def row(self, values: dict) -> None:
+        self.writer.writerow(values)
+
+    def frame(self, atoms, step: int) -> None:
+        atoms.info["step"] = step
+        self.traj.write(atoms)
+
+    def save_state(self, atoms, step: int, p_eps: float) -> None:
+        self.fh.flush()
+        _save_state(self.directory, atoms, step, p_eps, self.protocol)
+
+    def __exit__(self, *exc):
+        self.fh.close()
+        if self.traj is not None:
+            self.traj.close()
+        self.log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} stopped at step {self.step}\n")
+        self.log.close()
+
+
+def _sample(atoms, step: int, protocol: dict) -> dict:
+    """One ``quench.csv`` row of the current state (per-atom quantities, pressure in GPa)."""
+    from ase import units
+
+    p, n = protocol, len(atoms)
+    t_ps = step * p["timestep_fs"] / 1000.0
+    cool_end = p["melt_time"] + (p["t_melt"] - p["t_final"]) / p["cooling_rate"]
+    stage = "melt" if t_ps <= p["melt_time"] else ("cool" if t_ps <= cool_end else "hold")
+    epot, ekin, vol = atoms.get_potential_energy() / n, atoms.get_kinetic_energy() / n, atoms.get_volume() / n
+    p_gpa = -atoms.get_stress(include_ideal_gas=True)[:3].mean() * _EV_PER_A3_TO_GPA
+    return dict(step=step, time_ps=round(t_ps, 6), stage=stage, target_K=round(_target(step, p), 4),
+                temperature_K=atoms.get_temperature(), volume_per_atom=vol, epot_per_atom=epot,
+                ekin_per_atom=ekin, enthalpy_per_atom=epot + ekin + p["pressure_bar"] * units.bar * vol,
+                pressure_GPa=p_gpa)
+
+
+def _run_segment(dyn, atoms, records: _Records, protocol: dict, step: int, sample_interval: int,
+                 trajectory_interval: int, checkpoint_interval: int, v_limit: float, show_progress: bool) -> None:
+    """MD from ``step`` to the protocol's end: a row every ``sample_interval`` steps, frames, saved states."""
+    from tqdm.auto import tqdm
+
+    n_steps = protocol["n_steps"]
+    with tqdm(total=n_steps, initial=step, unit="step", desc="quench", disable=not show_progress) as bar:
         while step < n_steps:
-            dyn.set_temperature(target(step))
+            dyn.set_temperature(_target(step, protocol))
             dyn.run(1)
             step += 1
+            records.step = step
             bar.update(1)
             if step % sample_interval == 0:
-                t_ps = step * timestep / 1000.0
-                stage = "melt" if t_ps <= melt_time else ("cool" if t_ps <= melt_time + cool_time else "hold")
-                epot = atoms.get_potential_energy() / n
-                ekin = atoms.get_kinetic_energy() / n
-                vol = atoms.get_volume() / n
-                temp = atoms.get_temperature()
-                stress = atoms.get_stress(include_ideal_gas=True)
-                p_gpa = -stress[:3].mean() * _EV_PER_A3_TO_GPA
-                enthalpy = epot + ekin + pressure * units.bar * vol
-                writer.writerow(dict(step=step, time_ps=round(t_ps, 6), stage=stage, target_K=round(target(step), 4),
-                                     temperature_K=temp, volume_per_atom=vol, epot_per_atom=epot,
-                                     ekin_per_atom=ekin, enthalpy_per_atom=enthalpy, pressure_GPa=p_gpa))
-                bar.set_postfix(T=f"{temp:.0f} K", V=f"{vol:.2f}")
-                if not (vol < v_limit and np.isfinite(epot)):
-                    raise RuntimeError(
-                        f"quench: at step {step} ({temp:.0f} K) the volume reached {vol:.2f} Å^3/atom, more than "
-                        f"{max_expansion:g}x the start ({v_start:.2f}), with E_pot {epot:.3f} eV/atom: the system "
-                        "is evaporating, or the calculator is unstable at low density. The rows so far are in "
-                        f"{csv_path}")
-            if traj is not None and step % trajectory_interval == 0:
-                atoms.info["step"] = step
-                traj.write(atoms)
+                row = _sample(atoms, step, protocol)
+                records.row(row)
+                bar.set_postfix(T=f"{row['temperature_K']:.0f} K", V=f"{row['volume_per_atom']:.2f}")
+                _check_expansion(row, v_limit, records.csv_path)
+            if trajectory_interval and step % trajectory_interval == 0:
+                records.frame(atoms, step)
             if step % checkpoint_interval == 0 or step == n_steps:
-                fh.flush()
-                _save_state(directory, atoms, step, float(dyn.p_eps), protocol)
-    finally:
-        bar.close()
-        fh.close()
-        if traj is not None:
-            traj.close()
-        log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} stopped at step {step}\n")
-        log.close()
-    return QuenchResult(directory, _read_csv(csv_path), protocol)
+                records.save_state(atoms, step, float(dyn.p_eps))
+
+
+def _check_expansion(row: dict, v_limit: float, csv_path: Path) -> None:
+    """``RuntimeError`` when the volume passed ``v_limit`` (Å³/atom) or the energy is not finite."""
+    vol, epot = row["volume_per_atom"], row["epot_per_atom"]
+    if not (vol < v_limit and np.isfinite(epot)):
+        raise RuntimeError(
+            f"quench: at step {row['step']} ({row['temperature_K']:.0f} K) the volume reached {vol:.2f} Å^3/atom, "
+            f"more than the limit of {v_limit:.2f} (max_expansion times the start), with E_pot {epot:.3f} eV/atom: "
+            f"the system is evaporating, or the calculator is unstable at low density. The rows so far are in "
+            f"{csv_path}")
 
 
 def _truncate_records(csv_path: Path, traj_path: Path, last_step: int) -> None:

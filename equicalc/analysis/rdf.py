@@ -154,21 +154,22 @@ class RDFResult:
             partial[(a, b)] = float(a == b) + 4.0 * np.pi * rho * np.sqrt(ca * cb) * kernel @ (g - 1.0)
         return StructureFactor(q=q, total=total, partial=partial)
 
+    def write_csv(self, path) -> None:
+        """Columns ``r_A``, ``total`` and one per species pair (``Cu-Zr``...), one row per bin."""
+        header = "r_A,total," + ",".join(f"{a}-{b}" for a, b in self.partial)
+        np.savetxt(path, np.column_stack([self.r, self.total] + list(self.partial.values())), delimiter=",",
+                   header=header, comments="")
+
     def plot(self, ax=None, path=None):
         """Total and partial g(r); returns the axes (saved as PNG when ``path`` is given)."""
         return _plot(self.r, self.total, self.partial, "r (Å)", "g(r)", ax, path)
 
 
 def _plot(x, total, partial, xlabel, ylabel, ax=None, path=None):
-    import matplotlib
+    from ..plotting import new_figure, save_figure
 
-    if path is not None and ax is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        _, ax = new_figure(size=(6, 4))
     ax.plot(x, total, color="k", lw=1.8, label="total")
     for (a, b), y in partial.items():
         ax.plot(x, y, lw=1.2, label=f"{a}–{b}")
@@ -177,10 +178,7 @@ def _plot(x, total, partial, xlabel, ylabel, ax=None, path=None):
     ax.set_ylabel(ylabel)
     ax.legend(frameon=False)
     if path is not None:
-        (fig or ax.figure).tight_layout()
-        (fig or ax.figure).savefig(path, dpi=120)
-        if fig is not None:
-            plt.close(fig)
+        save_figure(ax.figure, path)
     return ax
 
 

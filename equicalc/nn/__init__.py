@@ -1,7 +1,17 @@
-"""Equivariant networks, their shared pieces, and forces/stress by autograd."""
+"""Equivariant networks, their specs and shared pieces, and forces/stress by autograd.
+
+    NequIPSpec, AllegroSpec      every hyperparameter once (type, default, unit, rules)
+    NequIP, Allegro              the networks, built from a spec
+    compute_properties           energy, forces, stress and virial in one autograd pass
+    fuse                         an inference model on the fused CPU kernels (equicalc.nn.fused_cpu)
+"""
 from .allegro import Allegro
-from .forces import compute_properties
+from .forces import compute_properties, is_fused
+from .fused_cpu import fuse
 from .nequip import NequIP
 from .radial import BesselBasis, RadialEmbedding, polynomial_envelope
+from .specs import SPECS, AllegroSpec, ModelSpec, NequIPSpec, spec_from_dict
 
-__all__ = ["NequIP", "Allegro", "compute_properties", "BesselBasis", "RadialEmbedding", "polynomial_envelope"]
+__all__ = ["NequIP", "Allegro", "NequIPSpec", "AllegroSpec", "ModelSpec", "SPECS", "spec_from_dict",
+           "compute_properties", "is_fused", "fuse", "BesselBasis", "RadialEmbedding", "polynomial_envelope"]
+

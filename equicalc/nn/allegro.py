@@ -28,8 +28,9 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet
 from torch import nn
 
-from .common import SpeciesScaleShift, check_hyperparameters, normalize_species, per_species_values
+from .common import SpeciesScaleShift
 from .radial import BesselBasis, polynomial_envelope
+from .specs import AllegroSpec
 
 __all__ = ["Allegro"]
 
@@ -101,76 +102,41 @@ def _to_irreps_layout(t: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
 class Allegro(nn.Module):
     """Allegro network: atomic numbers and edge vectors -> per-atom energies (eV).
 
-    Args:
-        species: chemical symbols (or atomic numbers) the model knows, in type order.
-        r_max: cutoff radius, Å (nothing beyond it affects an atom's energy).
-        l_max: highest rotation order of the tensor track.
-        parity: tensor track irreps ``l`` with parity ``(-1)^l`` (True: O(3)) or ``p = 1`` (False: SO(3)).
-        num_layers: number of tensor-product layers (body order grows with it).
-        num_scalar_features: width of the scalar track.
-        num_tensor_features: channels per irrep of the tensor track.
-        mlp_hidden: width of the hidden layers of the two-body, latent and readout MLPs.
-        mlp_layers: hidden layers of the two-body and latent MLPs.
-        num_basis: number of Bessel radial basis functions.
-        avg_num_neighbors: mean neighbour count within r_max (environment normalisation).
-        poly_p: exponent p of the cutoff envelope.
-        scales, shifts: per-species energy scale and shift, eV (dict, list or number).
+    Built from an ``AllegroSpec`` (its fields are the hyperparameters, with units
+    and defaults); the per-species energy ``scale`` and ``shift`` are weights,
+    set with ``model.scale_shift.set(...)`` or by ``build_model``.
     """
 
     architecture = "allegro"
 
-    def __init__(
-        self,
-        species,
-        r_max: float = 5.0,
-        l_max: int = 1,
-        parity: bool = True,
-        num_layers: int = 2,
-        num_scalar_features: int = 64,
-        num_tensor_features: int = 16,
-        mlp_hidden: int = 64,
-        mlp_layers: int = 2,
-        num_basis: int = 8,
-        avg_num_neighbors: float = 30.0,
-        poly_p: int = 6,
-        scales=None,
-        shifts=None,
-    ):
+    def __init__(self, spec: AllegroSpec):
         super().__init__()
-        species = normalize_species(species)
-        check_hyperparameters(
-            dict(r_max=r_max, num_layers=num_layers, num_scalar_features=num_scalar_features,
-                 num_tensor_features=num_tensor_features, mlp_hidden=mlp_hidden, num_basis=num_basis,
-                 avg_num_neighbors=avg_num_neighbors, poly_p=poly_p),
-            dict(l_max=l_max, mlp_layers=mlp_layers))
-        self.config = dict(
-            species=species, r_max=float(r_max), l_max=int(l_max), parity=bool(parity), num_layers=int(num_layers),
-            num_scalar_features=int(num_scalar_features), num_tensor_features=int(num_tensor_features),
-            mlp_hidden=int(mlp_hidden), mlp_layers=int(mlp_layers), num_basis=int(num_basis),
-            avg_num_neighbors=float(avg_num_neighbors), poly_p=int(poly_p),
-        )
-        self.species = species
-        self.r_max = float(r_max)
-        self.poly_p = int(poly_p)
-        n_species = len(species)
-        self.scale_shift = SpeciesScaleShift(
-            species,
-            per_species_values(scales, species, 1.0, "scales"),
-            per_species_values(shifts, species, 0.0, "shifts"),
-        )
-        l_max, channels, n_scalar = int(l_max), int(num_tensor_features), int(num_scalar_features)
-        self.irreps_sh = o3.Irreps.spherical_harmonics(l_max, p=-1 if parity else 1)
+        if not isinstance(spec, AllegroSpec):
+            raise TypeError(f"Allegro needs an AllegroSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self.species = list(spec.species)
+        self.r_max = spec.r_max
+        self.poly_p = spec.poly_p
+        n_species = len(self.species)
+        self.scale_shift = SpeciesScaleShift(self.species)
+        l_max, channels, n_scalar = spec.l_max, spec.num_tensor_features, spec.num_scalar_features
+        self.irreps_sh = o3.Irreps.spherical_harmonics(l_max, p=-1 if spec.parity else 1)
         self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
         self.irreps_tensor = o3.Irreps([(channels, ir) for _, ir in self.irreps_sh])
-        self.basis = BesselBasis(r_max, int(num_basis))
-        self.two_body = _mlp([2 * n_species + int(num_basis)] + [int(mlp_hidden)] * int(mlp_layers) + [n_scalar])
+        self.basis = BesselBasis(spec.r_max, spec.num_basis)
+        self.two_body = _mlp([2 * n_species + spec.num_basis] + [spec.mlp_hidden] * spec.mlp_layers + [n_scalar])
         self.initial_weights = _EnvWeights(n_scalar, channels, l_max)
         self.layers = nn.ModuleList([
-            AllegroLayer(self.irreps_tensor, channels, l_max, n_scalar, int(mlp_hidden), int(mlp_layers),
-                         float(avg_num_neighbors))
-            for _ in range(int(num_layers))
+            AllegroLayer(self.irreps_tensor, channels, l_max, n_scalar, spec.mlp_hidden, spec.mlp_layers,
+                         spec.avg_num_neighbors)
+            for _ in range(spec.num_layers)
         ])
-        self.readout = _mlp([n_scalar, int(mlp_hidden), 1])
+        self.readout = _mlp([n_scalar, spec.mlp_hidden, 1])
+
+    @property
+    def config(self) -> dict:
+        """The spec as plain values (what model files store)."""
+        return self.spec.to_dict()
 
     def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 edge_pair=None) -> torch.Tensor:

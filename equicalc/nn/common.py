@@ -7,7 +7,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 from torch import nn
 
-__all__ = ["SpeciesScaleShift", "normalize_species", "per_species_values", "check_hyperparameters"]
+__all__ = ["SpeciesScaleShift", "normalize_species", "per_species_values"]
 
 
 def normalize_species(species: Sequence[Union[str, int]]) -> list:
@@ -82,13 +82,3 @@ class SpeciesScaleShift(nn.Module):
                 current.update({k: float(v) for k, v in values.items()})
                 values = [current[s] for s in self.species]
             param.copy_(torch.tensor(per_species_values(values, self.species, 0.0, name), dtype=torch.float64).to(param.dtype))
-
-
-def check_hyperparameters(positive: dict, non_negative: dict) -> None:
-    """``ValueError`` naming the first hyperparameter that is not positive (or not >= 0)."""
-    for name, value in positive.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value}")
-    for name, value in non_negative.items():
-        if not int(value) >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")

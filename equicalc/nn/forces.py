@@ -16,8 +16,14 @@ from typing import Dict
 import torch
 
 from ..neighbors import edge_pair_index
+from .tensor_product import ChannelwiseTensorProduct
 
-__all__ = ["compute_properties"]
+__all__ = ["compute_properties", "is_fused"]
+
+
+def is_fused(model) -> bool:
+    """Whether any convolution of ``model`` runs on the fused CPU kernels (``equicalc.nn.fused_cpu.fuse``)."""
+    return any(isinstance(m, ChannelwiseTensorProduct) and m.fused for m in model.modules())
 
 
 def compute_properties(
@@ -43,6 +49,9 @@ def compute_properties(
         (N, 3), ``virial`` (B, 3, 3) and ``stress`` (B, 3, 3); geometry-derived
         outputs are float64 if the graph geometry is.
     """
+    if training and is_fused(model):
+        raise ValueError("this model runs on the fused CPU kernels, which are for inference only; "
+                         "train the model as load_model or build_model give it (not fuse()d)")
     dtype = next(model.parameters()).dtype
     positions, cell = graph.positions, graph.cell
     need_grad = forces or stress

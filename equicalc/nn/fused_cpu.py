@@ -1,6 +1,10 @@
-"""Fused CPU kernels (numba) for the channel-wise convolution of ``ChannelwiseTensorProduct``.
+"""Fused CPU kernels (numba) for the channel-wise convolution, applied to a model by ``fuse``.
 
-``convolve`` computes, for every centre atom ``i``,
+    model = fuse(load_model("model.pth"))     # inference on CPU; EquiCalc does this by default
+
+``fuse(model)`` replaces every ``ChannelwiseTensorProduct`` of ``model`` by a
+``FusedChannelwiseTensorProduct``: the same contraction and the same weights,
+whose ``convolve`` computes, for every centre atom ``i``,
 
     out[i, path, u, m3] = sum_{edges e = (i, j)} w[e, path, u] sum_{m1, m2} C[m1, m2, m3] x[j, unit, u, m1] y[e, m2]
 
@@ -9,102 +13,99 @@ feature tensor; its backward pass gives the gradients with respect to ``x``, ``y
 and ``w`` in a second pass. Features are handled in an (m, u) layout inside the
 kernels so that the innermost loop runs over contiguous channels.
 
-It is the same contraction as the PyTorch path (``ChannelwiseTensorProduct._paths``),
-used for inference on CPU: the backward pass is not itself differentiable, so
-training (which differentiates forces) uses the PyTorch path.
+The backward pass is not itself differentiable (forces are, their derivatives
+are not), so a fused model is for inference: training refuses it
+(``compute_properties(..., training=True)`` raises). On a GPU the fused module
+falls back to the PyTorch path. numba is a required dependency of equicalc.
 """
 from __future__ import annotations
 
+import copy
+
+import numba
 import numpy as np
 import torch
+from numba import njit, prange
 
-try:  # numba is optional: without it the PyTorch path is used
-    import numba
-    from numba import njit, prange
+from .tensor_product import ChannelwiseTensorProduct
 
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - exercised only without numba
-    AVAILABLE = False
-
-__all__ = ["AVAILABLE", "ConvolutionPlan", "fused_convolve"]
+__all__ = ["fuse", "FusedChannelwiseTensorProduct", "ConvolutionPlan", "fused_convolve"]
 
 
-if AVAILABLE:
+@njit(parallel=True, fastmath=True, cache=True)
+def _forward(xt, y, w, wid, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3, e_c,
+             out):
+    n_nodes = row_ptr.shape[0] - 1
+    n_paths = p_unit.shape[0]
+    for i in prange(n_nodes):
+        orow = out[i]
+        for e in range(row_ptr[i], row_ptr[i + 1]):
+            xrow = xt[nbr[e]]
+            wrow = w[wid[e]]
+            yrow = y[e]
+            for p in range(n_paths):
+                ch = p_ch[p]
+                xo = u_xoff[p_unit[p]]
+                wo = p_woff[p]
+                oo = p_ooff[p]
+                for k in range(e_ptr[p], e_ptr[p + 1]):
+                    coef = e_c[k] * yrow[p_yoff[p] + e_m2[k]]
+                    xs = xo + e_m1[k] * ch
+                    os_ = oo + e_m3[k] * ch
+                    # slices: the loop index is then known to be in range and non-negative (vectorises)
+                    o = orow[os_:os_ + ch]
+                    wv = wrow[wo:wo + ch]
+                    xv = xrow[xs:xs + ch]
+                    for u in range(ch):
+                        o[u] += coef * wv[u] * xv[u]
 
-    @njit(parallel=True, fastmath=True, cache=True)
-    def _forward(xt, y, w, wid, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3, e_c,
-                 out):
-        n_nodes = row_ptr.shape[0] - 1
-        n_paths = p_unit.shape[0]
-        for i in prange(n_nodes):
-            orow = out[i]
-            for e in range(row_ptr[i], row_ptr[i + 1]):
-                xrow = xt[nbr[e]]
-                wrow = w[wid[e]]
-                yrow = y[e]
-                for p in range(n_paths):
-                    ch = p_ch[p]
-                    xo = u_xoff[p_unit[p]]
-                    wo = p_woff[p]
-                    oo = p_ooff[p]
-                    for k in range(e_ptr[p], e_ptr[p + 1]):
-                        coef = e_c[k] * yrow[p_yoff[p] + e_m2[k]]
-                        xs = xo + e_m1[k] * ch
-                        os_ = oo + e_m3[k] * ch
-                        # slices: the loop index is then known to be in range and non-negative (vectorises)
-                        o = orow[os_:os_ + ch]
-                        wv = wrow[wo:wo + ch]
-                        xv = xrow[xs:xs + ch]
+@njit(parallel=True, fastmath=True, cache=True)
+def _backward(xt, y, w, wid, g, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3,
+              e_c, grad_xt, grad_y, grad_w, need_x, need_y, need_w):
+    n_nodes = row_ptr.shape[0] - 1
+    n_paths = p_unit.shape[0]
+    for i in prange(n_nodes):
+        t = numba.get_thread_id()
+        grow = g[i]
+        for e in range(row_ptr[i], row_ptr[i + 1]):
+            j = nbr[e]
+            xrow = xt[j]
+            wrow = w[wid[e]]
+            yrow = y[e]
+            gw = grad_w[e] if need_w else grad_w[0]
+            gx = grad_xt[t, j] if need_x else grad_xt[0, 0]
+            gy = grad_y[e] if need_y else grad_y[0]
+            for p in range(n_paths):
+                ch = p_ch[p]
+                xo = u_xoff[p_unit[p]]
+                wo = p_woff[p]
+                oo = p_ooff[p]
+                yo = p_yoff[p]
+                for k in range(e_ptr[p], e_ptr[p + 1]):
+                    cy = e_c[k] * yrow[yo + e_m2[k]]
+                    xs = xo + e_m1[k] * ch
+                    os_ = oo + e_m3[k] * ch
+                    gv = grow[os_:os_ + ch]
+                    xv = xrow[xs:xs + ch]
+                    wv = wrow[wo:wo + ch]
+                    gwv = gw[wo:wo + ch]
+                    gxv = gx[xs:xs + ch]
+                    acc = 0.0
+                    if need_w and need_x:  # the common case, in one pass over the channels
                         for u in range(ch):
-                            o[u] += coef * wv[u] * xv[u]
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def _backward(xt, y, w, wid, g, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3,
-                  e_c, grad_xt, grad_y, grad_w, need_x, need_y, need_w):
-        n_nodes = row_ptr.shape[0] - 1
-        n_paths = p_unit.shape[0]
-        for i in prange(n_nodes):
-            t = numba.get_thread_id()
-            grow = g[i]
-            for e in range(row_ptr[i], row_ptr[i + 1]):
-                j = nbr[e]
-                xrow = xt[j]
-                wrow = w[wid[e]]
-                yrow = y[e]
-                gw = grad_w[e] if need_w else grad_w[0]
-                gx = grad_xt[t, j] if need_x else grad_xt[0, 0]
-                gy = grad_y[e] if need_y else grad_y[0]
-                for p in range(n_paths):
-                    ch = p_ch[p]
-                    xo = u_xoff[p_unit[p]]
-                    wo = p_woff[p]
-                    oo = p_ooff[p]
-                    yo = p_yoff[p]
-                    for k in range(e_ptr[p], e_ptr[p + 1]):
-                        cy = e_c[k] * yrow[yo + e_m2[k]]
-                        xs = xo + e_m1[k] * ch
-                        os_ = oo + e_m3[k] * ch
-                        gv = grow[os_:os_ + ch]
-                        xv = xrow[xs:xs + ch]
-                        wv = wrow[wo:wo + ch]
-                        gwv = gw[wo:wo + ch]
-                        gxv = gx[xs:xs + ch]
-                        acc = 0.0
-                        if need_w and need_x:  # the common case, in one pass over the channels
-                            for u in range(ch):
-                                gxw = cy * gv[u]
-                                gwv[u] += gxw * xv[u]
-                                gxv[u] += gxw * wv[u]
-                                acc += wv[u] * xv[u] * gv[u]
-                        else:
-                            for u in range(ch):
-                                if need_w:
-                                    gwv[u] += cy * xv[u] * gv[u]
-                                if need_x:
-                                    gxv[u] += cy * wv[u] * gv[u]
-                                acc += wv[u] * xv[u] * gv[u]
-                        if need_y:
-                            gy[yo + e_m2[k]] += e_c[k] * acc
+                            gxw = cy * gv[u]
+                            gwv[u] += gxw * xv[u]
+                            gxv[u] += gxw * wv[u]
+                            acc += wv[u] * xv[u] * gv[u]
+                    else:
+                        for u in range(ch):
+                            if need_w:
+                                gwv[u] += cy * xv[u] * gv[u]
+                            if need_x:
+                                gxv[u] += cy * wv[u] * gv[u]
+                            acc += wv[u] * xv[u] * gv[u]
+                    if need_y:
+                        gy[yo + e_m2[k]] += e_c[k] * acc
 
 
 class ConvolutionPlan:
@@ -227,3 +228,36 @@ def fused_convolve(plan: ConvolutionPlan, x: torch.Tensor, y: torch.Tensor, w: t
         nbr, y, wid = nbr[order], y[order], wid[order]
     out = _FusedConvolution.apply(plan.to_mu(x), y, w, wid.contiguous(), nbr.contiguous(), row_ptr, plan)
     return plan.from_mu(out)
+
+
+class FusedChannelwiseTensorProduct(ChannelwiseTensorProduct):
+    """A ``ChannelwiseTensorProduct`` whose ``convolve`` runs the fused kernels on CPU tensors (inference only)."""
+
+    fused = True
+
+    def __init__(self, tp: ChannelwiseTensorProduct):
+        super().__init__(tp.irreps_in, tp.irreps_sh, tp.irreps_target)
+        self.plan = ConvolutionPlan(self)
+
+    def convolve(self, x, y, weights, edge_index, weight_index=None):
+        if x.device.type != "cpu":
+            return super().convolve(x, y, weights, edge_index, weight_index)
+        return fused_convolve(self.plan, x, y, weights, edge_index, weight_index)
+
+
+def fuse(model, inplace: bool = False):
+    """``model`` with its channel-wise convolutions on the fused CPU kernels (for inference).
+
+    The weights and results are the same (to float rounding); only the
+    convolution's implementation changes. Models without such convolutions
+    (Allegro) come back unchanged. ``inplace=False`` (default) leaves ``model`` as it was.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is ChannelwiseTensorProduct:
+                fused = FusedChannelwiseTensorProduct(child)
+                device = next(iter(child.buffers()), torch.empty(0)).device
+                setattr(module, name, fused.to(device))
+    return model

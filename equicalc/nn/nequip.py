@@ -20,8 +20,9 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
-from .common import SpeciesScaleShift, check_hyperparameters, normalize_species, per_species_values
+from .common import SpeciesScaleShift
 from .radial import RadialEmbedding
+from .specs import NequIPSpec
 from .tensor_product import ChannelwiseTensorProduct
 
 __all__ = ["NequIP"]
@@ -78,82 +79,44 @@ class ConvLayer(nn.Module):
 class NequIP(nn.Module):
     """NequIP network: atomic numbers and edge vectors -> per-atom energies (eV).
 
-    Args:
-        species: chemical symbols (or atomic numbers) the model knows, in type order.
-        r_max: cutoff radius, Å.
-        l_max: highest rotation order of features and spherical harmonics.
-        parity: O(3) features with both parities (True) or SO(3) only (False).
-        num_layers: number of interaction blocks.
-        num_features: channels per irrep in the hidden features.
-        num_basis: number of Bessel radial basis functions.
-        radial_hidden: width of the radial MLP's hidden layers.
-        radial_layers: number of hidden layers of the radial MLP.
-        avg_num_neighbors: mean neighbour count within r_max (message normalisation).
-        readout_hidden: width of the scalar readout's hidden layer.
-        resnet: residual updates between blocks of equal shape.
-        poly_p: exponent p of the cutoff envelope.
-        scales, shifts: per-species energy scale and shift, eV (dict, list or number).
+    Built from a ``NequIPSpec`` (its fields are the hyperparameters, with units
+    and defaults); the per-species energy ``scale`` and ``shift`` are weights,
+    set with ``model.scale_shift.set(...)`` or by ``build_model``.
     """
 
     architecture = "nequip"
     uses_edge_pairs = True  # compute_properties passes unordered-pair ids (radial networks once per pair)
 
-    def __init__(
-        self,
-        species,
-        r_max: float = 5.0,
-        l_max: int = 1,
-        parity: bool = True,
-        num_layers: int = 3,
-        num_features: int = 32,
-        num_basis: int = 8,
-        radial_hidden: int = 64,
-        radial_layers: int = 2,
-        avg_num_neighbors: float = 30.0,
-        readout_hidden: int = 16,
-        resnet: bool = True,
-        poly_p: int = 6,
-        scales=None,
-        shifts=None,
-    ):
+    def __init__(self, spec: NequIPSpec):
         super().__init__()
-        species = normalize_species(species)
-        check_hyperparameters(
-            dict(r_max=r_max, num_layers=num_layers, num_features=num_features, num_basis=num_basis,
-                 radial_hidden=radial_hidden, avg_num_neighbors=avg_num_neighbors, readout_hidden=readout_hidden,
-                 poly_p=poly_p),
-            dict(l_max=l_max, radial_layers=radial_layers))
-        self.config = dict(
-            species=species, r_max=float(r_max), l_max=int(l_max), parity=bool(parity),
-            num_layers=int(num_layers), num_features=int(num_features), num_basis=int(num_basis),
-            radial_hidden=int(radial_hidden), radial_layers=int(radial_layers),
-            avg_num_neighbors=float(avg_num_neighbors), readout_hidden=int(readout_hidden),
-            resnet=bool(resnet), poly_p=int(poly_p),
-        )
-        self.species = species
-        self.r_max = float(r_max)
-        n_species = len(species)
-        self.scale_shift = SpeciesScaleShift(
-            species,
-            per_species_values(scales, species, 1.0, "scales"),
-            per_species_values(shifts, species, 0.0, "shifts"),
-        )
-        self.irreps_sh = o3.Irreps.spherical_harmonics(int(l_max), p=-1 if parity else 1)
+        if not isinstance(spec, NequIPSpec):
+            raise TypeError(f"NequIP needs a NequIPSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self.species = list(spec.species)
+        self.r_max = spec.r_max
+        n_species = len(self.species)
+        self.scale_shift = SpeciesScaleShift(self.species)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(spec.l_max, p=-1 if spec.parity else 1)
         self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
-        self.radial = RadialEmbedding(r_max, num_basis, poly_p)
-        parities = (1, -1) if parity else (1,)
-        irreps_hidden = o3.Irreps([(int(num_features), (l, p)) for l in range(int(l_max) + 1) for p in parities])
-        irreps = o3.Irreps(f"{int(num_features)}x0e")
+        self.radial = RadialEmbedding(spec.r_max, spec.num_basis, spec.poly_p)
+        parities = (1, -1) if spec.parity else (1,)
+        irreps_hidden = o3.Irreps([(spec.num_features, (l, p)) for l in range(spec.l_max + 1) for p in parities])
+        irreps = o3.Irreps(f"{spec.num_features}x0e")
         self.embedding = o3.Linear(o3.Irreps(f"{n_species}x0e"), irreps)
         layers: List[ConvLayer] = []
-        for _ in range(int(num_layers)):
-            layer = ConvLayer(irreps, irreps_hidden, self.irreps_sh, n_species, int(num_basis),
-                              int(radial_hidden), int(radial_layers), float(avg_num_neighbors), resnet)
+        for _ in range(spec.num_layers):
+            layer = ConvLayer(irreps, irreps_hidden, self.irreps_sh, n_species, spec.num_basis, spec.radial_hidden,
+                              spec.radial_layers, spec.avg_num_neighbors, spec.resnet)
             layers.append(layer)
             irreps = layer.irreps_out
         self.layers = nn.ModuleList(layers)
-        self.readout_1 = o3.Linear(irreps, o3.Irreps(f"{int(readout_hidden)}x0e"))
-        self.readout_2 = o3.Linear(o3.Irreps(f"{int(readout_hidden)}x0e"), o3.Irreps("1x0e"))
+        self.readout_1 = o3.Linear(irreps, o3.Irreps(f"{spec.readout_hidden}x0e"))
+        self.readout_2 = o3.Linear(o3.Irreps(f"{spec.readout_hidden}x0e"), o3.Irreps("1x0e"))
+
+    @property
+    def config(self) -> dict:
+        """The spec as plain values (what model files store)."""
+        return self.spec.to_dict()
 
     def _pair_radial(self, r: torch.Tensor, edge_pair):
         """Radial embedding once per unordered pair, and the pair of every edge (None: per edge).
@@ -169,19 +132,6 @@ class NequIP(nn.Module):
         first = torch.full((n_pairs,), r.shape[0], dtype=torch.long, device=r.device)
         first = first.scatter_reduce_(0, edge_pair, torch.arange(r.shape[0], device=r.device), reduce="amin")
         return self.radial(torch.index_select(r, 0, first)), edge_pair
-
-    def use_fused_kernels(self, enabled: bool = True) -> bool:
-        """Use the fused numba convolution on CPU (inference only); returns whether it is on.
-
-        The fused backward pass is not differentiable, so a model with fused
-        kernels cannot be trained on forces; ``EquiCalc`` turns them on for CPU.
-        """
-        from .fused_cpu import AVAILABLE
-
-        on = bool(enabled) and AVAILABLE
-        for layer in self.layers:
-            layer.tp.fused = on
-        return on
 
     def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 edge_pair=None) -> torch.Tensor:

@@ -61,6 +61,10 @@ def _classify(cg: torch.Tensor, l1: int, l2: int, l3: int) -> Tuple[str, float]:
 class ChannelwiseTensorProduct(nn.Module):
     """Per-edge weighted "uvu" tensor product ``x (x) Y`` restricted to ``irreps_target``.
 
+    This is the PyTorch path, differentiable to any order (training differentiates
+    forces). ``equicalc.nn.fused_cpu.fuse`` swaps it for the fused CPU kernels of
+    ``FusedChannelwiseTensorProduct`` in an inference model.
+
     Args:
         irreps_in: irreps of the node features ``x``.
         irreps_sh: irreps of the edge spherical harmonics ``y`` (multiplicity 1 each).
@@ -71,10 +75,12 @@ class ChannelwiseTensorProduct(nn.Module):
         weight_numel: number of per-edge weights (one per channel and path).
     """
 
+    fused = False  # the fused subclass says True
     def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_sh = o3.Irreps(irreps_sh)
+        self.irreps_target = o3.Irreps(irreps_target)
         wanted = {ir for _, ir in o3.Irreps(irreps_target)}
         for mul, _ in self.irreps_sh:
             if mul != 1:
@@ -95,6 +101,7 @@ class ChannelwiseTensorProduct(nn.Module):
                 for i in g
             ]
             units.extend([g] if all(r == reach[0] for r in reach) else [[i] for i in g])
+        self.units = units  # groups of input blocks handled together
         self.unit_sizes = [sum(self.irreps_in[i][0] * self.irreps_in[i][1].dim for i in g) for g in units]
         paths, out_irreps, w_offset = [], [], 0
         for unit_index, g in enumerate(units):
@@ -117,9 +124,6 @@ class ChannelwiseTensorProduct(nn.Module):
         self.paths = paths
         self.irreps_out = o3.Irreps(out_irreps)
         self.weight_numel = w_offset
-        # fused numba kernels for CPU inference (set by EquiCalc; training keeps the PyTorch path)
-        self.fused = False
-        self._plan = None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Per-edge product: ``x`` (E, dim_in), ``y`` (E, dim_sh), ``weights`` (E, weight_numel) -> (E, dim_out)."""
@@ -138,12 +142,6 @@ class ChannelwiseTensorProduct(nn.Module):
         over edges, done path by path so that no edge-sized tensor of the full
         output width is ever built (and none is sliced in double backward).
         """
-        if self.fused and x.device.type == "cpu":
-            from .fused_cpu import ConvolutionPlan, fused_convolve
-
-            if self._plan is None:
-                self._plan = ConvolutionPlan(self)
-            return fused_convolve(self._plan, x, y, weights, edge_index, weight_index)
         if weight_index is not None:
             weights = torch.index_select(weights, 0, weight_index)
         centre, neighbour = edge_index[0], edge_index[1]

@@ -16,19 +16,22 @@ import copy
 import csv
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import torch
 
 from ..data import Batch, GraphDataset, collate, dataset_statistics, frames_by_split
-from ..model_io import _dtype, build_model, save_model
+from ..device import resolve_device, resolve_dtype
+from ..evaluate import Accumulator, error_metrics, format_metrics, parity_plot, predict, stress_from_virial
+from ..model_io import build_model, load_model, model_from_payload, save_model
+from ..nn import SPECS
 from ..nn.forces import compute_properties
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .config import Config, architecture_options
-from .metrics import Accumulator, error_metrics, format_metrics, parity_plot, predict, stress_from_virial
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config
 
-__all__ = ["train", "loss_terms"]
+__all__ = ["train", "setup", "train_one_epoch", "take_step", "validate", "end_epoch", "loss_terms", "TrainingRun"]
 
 _CSV_FIELDS = [
     "epoch", "time_s", "lr", "train_loss", "val_loss",
@@ -36,15 +39,6 @@ _CSV_FIELDS = [
     "val_energy_mae", "val_energy_rmse", "val_forces_mae", "val_forces_rmse", "val_stress_mae",
     "structures_per_s",
 ]
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("training.device is 'cuda' but CUDA is not available")
-    return dev
 
 
 def loss_terms(out: Dict[str, torch.Tensor], batch: Batch, loss_cfg) -> Dict[str, torch.Tensor]:
@@ -127,7 +121,8 @@ def _update_ema(ema_model, model, decay: float, step: int) -> None:
         pe.mul_(d).add_(p.detach(), alpha=1.0 - d)
 
 
-def _evaluate(model, dataset, cfg: Config, device) -> Dict[str, float]:
+def validate(model, dataset, cfg: Config, device) -> Dict[str, float]:
+    """Error metrics and the loss (same form as the training loss) of ``model`` on a whole split."""
     acc = predict(model, dataset, batch_size=cfg.training.eval_batch_size, device=device,
                   stress=cfg.loss.stress_weight > 0)
     arrays = acc.arrays()
@@ -163,6 +158,36 @@ class _Log:
             tqdm.write(msg)
 
 
+@dataclass
+class TrainingRun:
+    """Everything one training run holds between steps (``setup`` makes it)."""
+
+    cfg: Config
+    device: torch.device
+    run_dir: Path
+    log: Callable
+    data: Dict[str, GraphDataset]
+    stats: dict
+    model: torch.nn.Module
+    ema_model: Optional[torch.nn.Module]
+    optimizer: torch.optim.Optimizer
+    schedule: _Schedule
+    state: dict = field(default_factory=lambda: {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
+                                                  "bad_epochs": 0})
+
+    @property
+    def eval_model(self):
+        return self.ema_model if self.ema_model is not None else self.model
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "checkpoint_last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "checkpoint_best.pt"
+
+
 def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_after_epochs: Optional[int] = None,
           echo: bool = True) -> Dict[str, object]:
     """Train a model as ``cfg`` says; returns a summary (paths, epochs, test metrics).
@@ -175,216 +200,245 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
             after a checkpoint); a later ``restart=True`` call continues.
         echo: print the log to the console (it always goes to ``<run_dir>/log.txt``).
     """
-    from tqdm.auto import tqdm
-
-    tc = cfg.training
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
-    device = _resolve_device(tc.device)
-    run_dir = Path(cfg.run_dir)
-    last_path, best_path = run_dir / "checkpoint_last.pt", run_dir / "checkpoint_best.pt"
-    if not restart and last_path.exists():
-        raise FileExistsError(f"{run_dir} already holds a training run; resume it with --restart "
-                              "or choose another run_dir")
-    if restart and not last_path.exists():
-        raise FileNotFoundError(f"cannot restart: no checkpoint at {last_path}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = _Log(run_dir / "log.txt", echo)
-    model_path = Path(cfg.model_path) if cfg.model_path else run_dir / "model.pth"
-
     t_start = time.time()
-    dc = cfg.data
-    read_kw = dict(energy_key=dc.energy_key, forces_key=dc.forces_key, stress_key=dc.stress_key)
-    splits = frames_by_split({"train": dc.train, "val": dc.val, "test": dc.test}, (dc.val_size, dc.test_size),
-                             seed=dc.split_seed, **read_kw)
-    if not splits["val"]:
-        raise ValueError("no validation frames: give data.val or a data.val_size > 0")
-    options = dict(cfg.model.options)
-
-    if restart:
-        ckpt = load_checkpoint(last_path)
-        stored = dict(ckpt["model"]["config"])
-        for key, value in options.items():
-            if key in stored and stored[key] != value:
-                raise ValueError(f"cannot restart: model.{key} is {value!r} in the config but {stored[key]!r} "
-                                 f"in {last_path}")
-        r_max = stored["r_max"]
-    elif cfg.model.init_from:
-        start = _initial_model(cfg)
-        r_max = start.config["r_max"]
-    else:
-        r_max = options.get("r_max", architecture_options(cfg.model.architecture)["r_max"].default)
-    # neighbour lists are built once here and serve both the statistics and the training
-    data = {k: GraphDataset(v, r_max) for k, v in splits.items() if v}
-    if restart:
-        model = model_from_checkpoint(ckpt, ema=False)
-        stats = ckpt["stats"]
-    elif cfg.model.init_from:
-        stats = dataset_statistics(data["train"], species=dc.species or start.species)
-        model = start
-        shifts = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(start.species, start.scale_shift.shifts.tolist()))
-        log(f"fine-tuning {cfg.to_dict()['model']['init_from']}: its weights, scale and per-species shifts "
-            f"({shifts} eV) are the start")
-    else:
-        stats = dataset_statistics(data["train"], species=dc.species)
-        options.setdefault("avg_num_neighbors", round(stats["avg_num_neighbors"], 4))
-        model = build_model(cfg.model.architecture, species=stats["species"], dtype=cfg.model.dtype,
-                            seed=cfg.model.seed, **options)
-        model.scale_shift.set(scales=stats["force_rms"], shifts=stats["energy_shifts"])
-    model = model.to(device)
-    log(f"frames: {len(splits['train'])} train, {len(splits['val'])} val, {len(splits['test'])} test; "
-        f"species {stats['species']}; force RMS {stats['force_rms']:.3f} eV/Å; <n> = {stats['avg_num_neighbors']:.2f} "
-        f"within {r_max:g} Å; least-squares per-species shifts of these data leave "
-        f"{1e3 * stats['energy_rmse_after_shift']:.1f} meV/atom")
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {cfg.model.architecture}, {n_params} parameters, {cfg.model.dtype}, device {device}")
-
-    ema_model = copy.deepcopy(model) if tc.ema_decay is not None else None
-    if ema_model is not None:
-        for p in ema_model.parameters():
-            p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if tc.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    steps_per_epoch = math.ceil(len(data["train"]) / tc.batch_size)
-    schedule = _Schedule(tc, steps_per_epoch)
-    state = {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0}
-    if restart:
-        if ema_model is not None and ckpt.get("ema_state_dict") is not None:
-            ema_model.load_state_dict(ckpt["ema_state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state.update(ckpt["state"])
-        schedule.load(ckpt["state"]["schedule"])
-        _truncate_csv(run_dir / "metrics.csv", state["epoch"])
-        log(f"resumed from {last_path} after epoch {state['epoch']}")
-    config_dict = cfg.to_dict()
-
-    eval_model = ema_model if ema_model is not None else model
-    stop_reason = "max_epochs"
-    epochs_this_run = 0
-    epoch_seconds = 0.0
-    while state["epoch"] < tc.max_epochs:
+    run = setup(cfg, restart, echo)
+    tc = cfg.training
+    stop_reason, epochs_this_run, epoch_seconds = "max_epochs", 0, 0.0
+    while run.state["epoch"] < tc.max_epochs:
         if tc.max_minutes is not None and (time.time() - t_start + epoch_seconds) / 60 > tc.max_minutes:
             stop_reason = "max_minutes"
             break
         if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs:
             stop_reason = "stopped"
             break
-        epoch = state["epoch"] + 1
         t_epoch = time.time()
-        model.train()
-        generator = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
-        loader = torch.utils.data.DataLoader(data["train"], batch_size=tc.batch_size, shuffle=True,
-                                             collate_fn=collate, generator=generator)
-        acc, loss_sum, n_batches = Accumulator(), 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{tc.max_epochs}", disable=not show_progress, leave=False)
-        for batch in bar:
-            batch = batch.to(device)
-            lr = schedule.lr(state["step"])
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            want_stress = cfg.loss.stress_weight > 0 and bool(batch.has_stress.any())
-            out = compute_properties(model, batch.graph, forces=True, stress=want_stress, training=True)
-            if want_stress:
-                out["stress"] = stress_from_virial(out["virial"], batch)
-            parts = loss_terms(out, batch, cfg.loss)
-            optimizer.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            if tc.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            optimizer.step()
-            state["step"] += 1
-            if ema_model is not None:
-                _update_ema(ema_model, model, tc.ema_decay, state["step"])
-            acc.add(batch, {k: v.detach() for k, v in out.items()})
-            loss_sum += float(parts["total"].detach())
-            n_batches += 1
-            bar.set_postfix(loss=f"{loss_sum / n_batches:.4g}", lr=f"{lr:.2e}")
-        bar.close()
-        train_time = time.time() - t_epoch
-        train_m = error_metrics(acc.arrays())
-        val_m = _evaluate(eval_model, data["val"], cfg, device)
-        schedule.epoch_end(val_m["loss"])
-        state["epoch"] = epoch
-        improved = val_m["loss"] < state["best_val_loss"]
-        if improved:
-            state.update(best_val_loss=val_m["loss"], best_epoch=epoch, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        state["schedule"] = schedule.state()
-        metrics = {"train": train_m, "val": val_m}
-        save_checkpoint(last_path, model, ema_model, optimizer, state, config_dict, stats, metrics)
-        if improved:
-            save_checkpoint(best_path, model, ema_model, optimizer, state, config_dict, stats, metrics)
+        record = train_one_epoch(run, show_progress)
+        val_m = validate(run.eval_model, run.data["val"], cfg, run.device)
+        end_epoch(run, record, val_m, t_epoch)
         epoch_seconds = time.time() - t_epoch
-        row = {"epoch": epoch, "time_s": round(epoch_seconds, 2), "lr": lr, "train_loss": loss_sum / max(n_batches, 1),
-               "val_loss": val_m["loss"], "structures_per_s": round(len(data["train"]) / train_time, 3)}
-        for prefix, m in (("train", train_m), ("val", val_m)):
-            for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "stress_mae"):
-                row[f"{prefix}_{key}"] = m[key]
-        _append_csv(run_dir / "metrics.csv", row)
-        log(f"epoch {epoch:4d}  lr {lr:.2e}  loss {row['train_loss']:.4g}/{val_m['loss']:.4g}  "
+        epochs_this_run += 1
+        if tc.early_stopping_patience is not None and run.state["bad_epochs"] >= tc.early_stopping_patience:
+            stop_reason = "early_stopping"
+            break
+        if run.schedule.floor_reached():
+            stop_reason = "min_lr"
+            break
+    run.log(f"training stopped ({stop_reason}) after epoch {run.state['epoch']}; best validation loss at epoch "
+            f"{run.state['best_epoch']}")
+    summary = {"stop_reason": stop_reason, "epoch": run.state["epoch"], "best_epoch": run.state["best_epoch"],
+               "run_dir": str(run.run_dir)}
+    if stop_reason != "stopped" and run.best_path.exists():
+        summary.update(_finish(run))
+    return summary
+
+
+def setup(cfg: Config, restart: bool, echo: bool = True) -> TrainingRun:
+    """The data, model, optimiser and schedule of a run: fresh, fine-tuned (``init_from``) or resumed."""
+    tc = cfg.training
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    device = resolve_device(tc.device)
+    run_dir = Path(cfg.run_dir)
+    last_path = run_dir / "checkpoint_last.pt"
+    if not restart and last_path.exists():
+        raise FileExistsError(f"{run_dir} already holds a training run; resume it with --restart "
+                              "or choose another run_dir")
+    if restart and not last_path.exists():
+        raise FileNotFoundError(f"cannot restart: no checkpoint at {last_path}")
+    ckpt = load_checkpoint(last_path) if restart else None
+    start = _initial_model(cfg) if cfg.model.init_from and not restart else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = _Log(run_dir / "log.txt", echo)
+    if ckpt is not None:
+        r_max = ckpt["model"]["config"]["r_max"]
+    elif start is not None:
+        r_max = start.r_max
+    else:
+        r_max = cfg.model.options.get("r_max", SPECS[cfg.model.architecture].r_max)
+    data = _read_data(cfg, r_max)
+    model, stats = _start_model(cfg, data["train"], ckpt, start, log)
+    model = model.to(device)
+    log(f"frames: {len(data['train'])} train, {len(data['val'])} val, {len(data.get('test', []))} test; "
+        f"species {stats['species']}; force RMS {stats['force_rms']:.3f} eV/Å; <n> = {stats['avg_num_neighbors']:.2f} "
+        f"within {r_max:g} Å; least-squares per-species shifts of these data leave "
+        f"{1e3 * stats['energy_rmse_after_shift']:.1f} meV/atom")
+    log(f"model: {cfg.model.architecture}, {sum(p.numel() for p in model.parameters())} parameters, "
+        f"{cfg.model.dtype}, device {device}")
+    ema_model = copy.deepcopy(model) if tc.ema_decay is not None else None
+    if ema_model is not None:
+        for p in ema_model.parameters():
+            p.requires_grad_(False)
+    run = TrainingRun(cfg, device, run_dir, log, data, stats, model, ema_model, _optimizer(model, tc),
+                      _Schedule(tc, math.ceil(len(data["train"]) / tc.batch_size)))
+    if ckpt is not None:
+        _resume(run, ckpt)
+    return run
+
+
+def _read_data(cfg: Config, r_max: float) -> Dict[str, GraphDataset]:
+    """The splits as graph datasets (neighbour lists built once, for the statistics and the training)."""
+    dc = cfg.data
+    splits = frames_by_split({"train": dc.train, "val": dc.val, "test": dc.test}, (dc.val_size, dc.test_size),
+                             seed=dc.split_seed, energy_key=dc.energy_key, forces_key=dc.forces_key,
+                             stress_key=dc.stress_key)
+    if not splits["val"]:
+        raise ValueError("no validation frames: give data.val or a data.val_size > 0")
+    return {k: GraphDataset(v, r_max) for k, v in splits.items() if v}
+
+
+def _start_model(cfg: Config, train_data: GraphDataset, ckpt, start, log: Callable):
+    """The model to train and the training-set statistics: from the checkpoint, the fine-tuning start, or new."""
+    species = cfg.data.species
+    if ckpt is not None:
+        stored = ckpt["model"]["config"]
+        for key, value in cfg.model.options.items():
+            if key in stored and stored[key] != value:
+                raise ValueError(f"cannot restart: model.{key} is {value!r} in the config but {stored[key]!r} "
+                                 f"in the run's checkpoint")
+        return model_from_payload(ckpt, cfg.run_dir, ema=False), ckpt["stats"]
+    if start is not None:
+        shifts = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(start.species, start.scale_shift.shifts.tolist()))
+        log(f"fine-tuning {cfg.to_dict()['model']['init_from']}: its weights, scale and per-species shifts "
+            f"({shifts} eV) are the start")
+        return start, dataset_statistics(train_data, species=species or start.species)
+    stats = dataset_statistics(train_data, species=species)
+    options = dict(cfg.model.options)
+    options.setdefault("avg_num_neighbors", round(stats["avg_num_neighbors"], 4))
+    model = build_model(cfg.model.architecture, species=stats["species"], dtype=cfg.model.dtype,
+                        seed=cfg.model.seed, scales=stats["force_rms"], shifts=stats["energy_shifts"], **options)
+    return model, stats
+
+
+def _optimizer(model, tc) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    kind = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+def _resume(run: TrainingRun, ckpt: dict) -> None:
+    """Optimiser, EMA, schedule and counters from a checkpoint; metrics rows after it are dropped."""
+    if run.ema_model is not None and ckpt.get("ema_state_dict") is not None:
+        run.ema_model.load_state_dict(ckpt["ema_state_dict"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.state.update(ckpt["state"])
+    run.schedule.load(ckpt["state"]["schedule"])
+    _truncate_csv(run.run_dir / "metrics.csv", run.state["epoch"])
+    run.log(f"resumed from {run.last_path} after epoch {run.state['epoch']}")
+
+
+def take_step(run: TrainingRun, batch: Batch) -> Dict[str, torch.Tensor]:
+    """One optimisation step on ``batch``: forward with forces (and stress), loss, backward, update, EMA."""
+    tc = run.cfg.training
+    lr = run.schedule.lr(run.state["step"])
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    want_stress = run.cfg.loss.stress_weight > 0 and bool(batch.has_stress.any())
+    out = compute_properties(run.model, batch.graph, forces=True, stress=want_stress, training=True)
+    if want_stress:
+        out["stress"] = stress_from_virial(out["virial"], batch)
+    parts = loss_terms(out, batch, run.cfg.loss)
+    run.optimizer.zero_grad(set_to_none=True)
+    parts["total"].backward()
+    if tc.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
+    run.optimizer.step()
+    run.state["step"] += 1
+    if run.ema_model is not None:
+        _update_ema(run.ema_model, run.model, tc.ema_decay, run.state["step"])
+    return {"out": {k: v.detach() for k, v in out.items()}, "loss": parts["total"].detach(), "lr": lr}
+
+
+def train_one_epoch(run: TrainingRun, show_progress: bool = True) -> dict:
+    """One pass over the shuffled training set (batch order seeded by ``training.seed`` and the epoch)."""
+    from tqdm.auto import tqdm
+
+    tc = run.cfg.training
+    epoch = run.state["epoch"] + 1
+    t0 = time.time()
+    run.model.train()
+    generator = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
+    loader = torch.utils.data.DataLoader(run.data["train"], batch_size=tc.batch_size, shuffle=True,
+                                         collate_fn=collate, generator=generator)
+    acc, loss_sum, n_batches, lr = Accumulator(), 0.0, 0, tc.lr
+    bar = tqdm(loader, desc=f"epoch {epoch}/{tc.max_epochs}", disable=not show_progress, leave=False)
+    for batch in bar:
+        batch = batch.to(run.device)
+        step = take_step(run, batch)
+        acc.add(batch, step["out"])
+        loss_sum += float(step["loss"])
+        n_batches += 1
+        lr = step["lr"]
+        bar.set_postfix(loss=f"{loss_sum / n_batches:.4g}", lr=f"{lr:.2e}")
+    bar.close()
+    seconds = time.time() - t0
+    return {"epoch": epoch, "metrics": error_metrics(acc.arrays()), "loss": loss_sum / max(n_batches, 1), "lr": lr,
+            "structures_per_s": len(run.data["train"]) / seconds}
+
+
+def end_epoch(run: TrainingRun, record: dict, val_m: dict, t_epoch: float) -> None:
+    """Schedule and counters after an epoch, then its checkpoints, metrics row and log line."""
+    state, epoch = run.state, record["epoch"]
+    run.schedule.epoch_end(val_m["loss"])
+    state["epoch"] = epoch
+    improved = val_m["loss"] < state["best_val_loss"]
+    if improved:
+        state.update(best_val_loss=val_m["loss"], best_epoch=epoch, bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    state["schedule"] = run.schedule.state()
+    train_m = record["metrics"]
+    args = (run.model, run.ema_model, run.optimizer, state, run.cfg.to_dict(), run.stats,
+            {"train": train_m, "val": val_m})
+    save_checkpoint(run.last_path, *args)
+    if improved:
+        save_checkpoint(run.best_path, *args)
+    row = {"epoch": epoch, "time_s": round(time.time() - t_epoch, 2), "lr": record["lr"],
+           "train_loss": record["loss"], "val_loss": val_m["loss"],
+           "structures_per_s": round(record["structures_per_s"], 3)}
+    for prefix, m in (("train", train_m), ("val", val_m)):
+        for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "stress_mae"):
+            row[f"{prefix}_{key}"] = m[key]
+    _append_csv(run.run_dir / "metrics.csv", row)
+    run.log(f"epoch {epoch:4d}  lr {record['lr']:.2e}  loss {row['train_loss']:.4g}/{val_m['loss']:.4g}  "
             f"E {train_m['energy_mae']:.2f}/{val_m['energy_mae']:.2f} meV/atom  "
             f"F {train_m['forces_mae']:.1f}/{val_m['forces_mae']:.1f} meV/Å  "
             f"S {train_m['stress_mae']:.2f}/{val_m['stress_mae']:.2f} meV/Å³  (train/val MAE)  "
             f"{row['structures_per_s']:.2f} structures/s{'  *' if improved else ''}")
-        epochs_this_run += 1
-        if tc.early_stopping_patience is not None and state["bad_epochs"] >= tc.early_stopping_patience:
-            stop_reason = "early_stopping"
-            break
-        if schedule.floor_reached():
-            stop_reason = "min_lr"
-            break
-    log(f"training stopped ({stop_reason}) after epoch {state['epoch']}; best validation loss at epoch "
-        f"{state['best_epoch']}")
-    summary = {"stop_reason": stop_reason, "epoch": state["epoch"], "best_epoch": state["best_epoch"],
-               "run_dir": str(run_dir)}
-    if stop_reason == "stopped" or not best_path.exists():
-        return summary
-    summary.update(_finish(cfg, best_path, model_path, data, device, log))
-    return summary
 
 
 def _initial_model(cfg: Config):
     """The model named by ``model.init_from`` (checkpoint: its EMA weights), checked against the config."""
-    from ..model_io import load_model, read_checked_file
-    from .checkpoint import FORMAT_NAME, FORMAT_VERSION
-
     path = Path(cfg.model.init_from)
     if not path.is_file():
         raise FileNotFoundError(f"model.init_from: no file {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(payload, dict) and payload.get("format") == FORMAT_NAME:
-        model = model_from_checkpoint(read_checked_file(path, FORMAT_NAME, FORMAT_VERSION, "checkpoint"), ema=True)
-    else:
-        model = load_model(path)
-    if model.architecture != cfg.model.architecture:
-        raise ValueError(f"model.init_from: {path} is a {model.architecture} model but model.architecture is "
+    model = load_model(path, ema=True)
+    if model.spec.architecture != cfg.model.architecture:
+        raise ValueError(f"model.init_from: {path} is a {model.spec.architecture} model but model.architecture is "
                          f"{cfg.model.architecture!r}")
     for key, value in cfg.model.options.items():
         if model.config.get(key) != value:
             raise ValueError(f"model.init_from: model.{key} is {value!r} in the config but "
                              f"{model.config.get(key)!r} in {path}; drop it from the config")
-    return model.to(_dtype(cfg.model.dtype))
+    return model.to(resolve_dtype(cfg.model.dtype))
 
 
-def _finish(cfg: Config, best_path: Path, model_path: Path, data: dict, device, log: Callable) -> dict:
+def _finish(run: TrainingRun) -> dict:
     """Export the best EMA weights with test metrics; draw the parity plot."""
-    best = load_checkpoint(best_path)
-    model = model_from_checkpoint(best, ema=True).to(device)
+    cfg, data = run.cfg, run.data
+    best = load_checkpoint(run.best_path)
+    model = model_from_payload(best, run.best_path, ema=True).to(run.device)
     split = "test" if "test" in data else "val"
-    acc = predict(model, data[split], batch_size=cfg.training.eval_batch_size, device=device)
-    arrays = acc.arrays()
+    arrays = predict(model, data[split], batch_size=cfg.training.eval_batch_size, device=run.device).arrays()
     m = error_metrics(arrays, per_species=True)
-    log(format_metrics(m, f"{split} split ({len(data[split])} frames), best model (epoch {best['state']['epoch']}):"))
-    meta = {"training": {"epoch": best["state"]["epoch"], "stats": best["stats"], "validation": best["metrics"]["val"],
+    epoch = best["state"]["epoch"]
+    run.log(format_metrics(m, f"{split} split ({len(data[split])} frames), best model (epoch {epoch}):"))
+    meta = {"training": {"epoch": epoch, "stats": best["stats"], "validation": best["metrics"]["val"],
                          f"{split}_metrics": m, "config": cfg.to_dict()}}
+    model_path = Path(cfg.model_path) if cfg.model_path else run.run_dir / "model.pth"
     save_model(model, model_path, metadata=meta)
-    plot = Path(cfg.run_dir) / "parity.png"
-    parity_plot(arrays, plot, title=f"{split} split, epoch {best['state']['epoch']}")
-    log(f"model written to {model_path}; parity plot {plot}")
+    plot = run.run_dir / "parity.png"
+    parity_plot(arrays, plot, title=f"{split} split, epoch {epoch}")
+    run.log(f"model written to {model_path}; parity plot {plot}")
     return {"model_path": str(model_path), f"{split}_metrics": m, "parity_plot": str(plot)}
 
 

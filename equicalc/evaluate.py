@@ -1,7 +1,12 @@
-"""Predictions over a data set, error metrics and parity plots.
+"""Predictions over a data set, error metrics, parity plots and predictions as extxyz.
+
+    arrays = predict(model, GraphDataset(read_frames("test.extxyz"), model.r_max)).arrays()
+    print(format_metrics(error_metrics(arrays, per_species=True)))
+    parity_plot(arrays, "parity.png")
 
 Units of the metrics: energy per atom in meV/atom, forces in meV/Å, stress in
-meV/Å³ (MAE and RMSE over all components).
+meV/Å³ (MAE and RMSE over all components). Inference code: nothing here imports
+the trainer.
 """
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from ..data import Batch, GraphDataset, collate
-from ..nn.forces import compute_properties
+from .data import Batch, GraphDataset, collate
+from .nn.forces import compute_properties
+from .plotting import new_figure, save_figure
 
 __all__ = ["Accumulator", "predict", "error_metrics", "error_metrics_by_group", "format_metrics",
-           "format_metrics_by_group", "parity_plot"]
+           "format_metrics_by_group", "parity_plot", "predict_frames", "stress_from_virial", "write_predictions"]
 
 
 class Accumulator:
@@ -155,6 +161,23 @@ def predict(model, dataset: GraphDataset, batch_size: int = 16, device="cpu", st
     return acc
 
 
+def predict_frames(model, frames, batch_size: int = 16, device="cpu", show_progress: bool = False) -> dict:
+    """``predict`` on labelled ``Frame`` objects (``read_frames``): the collected arrays, in the frames' order.
+
+    Frames with species the model does not know are an error naming the frame.
+    """
+    from ase.data import atomic_numbers, chemical_symbols
+
+    allowed = {atomic_numbers[s] for s in model.species}
+    for f in frames:
+        extra = set(f.atoms.numbers.tolist()) - allowed
+        if extra:
+            raise ValueError(f"{f.source}: species {[chemical_symbols[z] for z in sorted(extra)]} "
+                             f"are not in the model ({model.species})")
+    data = GraphDataset(frames, model.r_max)
+    return predict(model, data, batch_size=batch_size, device=device, show_progress=show_progress).arrays()
+
+
 def stress_from_virial(virial: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Stress (B, 3, 3) eV/Å³ = -virial / V, with V replaced by 1 where no stress is defined."""
     volume = torch.linalg.det(batch.graph.cell).abs()
@@ -162,13 +185,11 @@ def stress_from_virial(virial: torch.Tensor, batch: Batch) -> torch.Tensor:
     return -virial / volume.view(-1, 1, 1).to(virial.dtype)
 
 
-def parity_plot(arrays: Dict[str, np.ndarray], path, title: Optional[str] = None) -> None:
-    """PNG with predicted vs reference energy per atom, forces and (if any) stress."""
-    import matplotlib
+def parity_plot(arrays: Dict[str, np.ndarray], path=None, title: Optional[str] = None):
+    """Predicted vs reference energy per atom, forces and (if any) stress; returns the ``Figure``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    Saved as PNG when ``path`` is given.
+    """
     m = error_metrics(arrays)
     panels = [
         ("energy per atom (eV/atom)", arrays["energy_ref"] / arrays["n_atoms"], arrays["energy_pred"] / arrays["n_atoms"],
@@ -179,8 +200,8 @@ def parity_plot(arrays: Dict[str, np.ndarray], path, title: Optional[str] = None
     if arrays["stress_ref"].size:
         panels.append(("stress components (eV/Å³)", arrays["stress_ref"].ravel(), arrays["stress_pred"].ravel(),
                        f"MAE {m['stress_mae']:.2f} meV/Å³"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0))
-    for ax, (label, ref, pred, note) in zip(np.atleast_1d(axes), panels):
+    fig, axes = new_figure(len(panels), size=(4.2 * len(panels), 4.0), squeeze=False)
+    for ax, (label, ref, pred, note) in zip(axes[0], panels):
         lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
         pad = 0.03 * (hi - lo + 1e-12)
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1)
@@ -191,6 +212,35 @@ def parity_plot(arrays: Dict[str, np.ndarray], path, title: Optional[str] = None
         ax.set_aspect("equal", adjustable="datalim")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def write_predictions(frames, arrays: Dict[str, np.ndarray], path) -> None:
+    """Frames as extxyz with reference labels and the model's ``pred_energy``/``pred_forces``/``pred_stress``.
+
+    ``frames`` are the ``Frame`` objects that ``arrays`` (``predict(...).arrays()``) was computed on, in order.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    if not np.array_equal(arrays["index"], np.arange(len(frames))):
+        raise ValueError("write_predictions: the predictions are not those of the frames, in their order")
+    starts = np.concatenate([[0], np.cumsum(arrays["n_atoms"])]).astype(int)
+    stress_row = {int(k): row for row, k in enumerate(arrays["stress_index"])}
+    out = []
+    for k, f in enumerate(frames):
+        atoms = f.atoms.copy()
+        labels = {"energy": f.energy, "forces": f.forces}
+        atoms.info["pred_energy"] = float(arrays["energy_pred"][k])
+        atoms.arrays["pred_forces"] = arrays["forces_pred"][starts[k]:starts[k + 1]]
+        if f.stress is not None:
+            labels["stress"] = full_3x3_to_voigt_6_stress(f.stress)
+            if k in stress_row:
+                atoms.info["pred_stress"] = full_3x3_to_voigt_6_stress(
+                    arrays["stress_pred"][stress_row[k]].reshape(3, 3))
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        out.append(atoms)
+    write(path, out, format="extxyz")
