@@ -99,7 +99,9 @@ def test_structure_factor_is_the_fourier_transform_of_g(tmp_path):
         combo = combo + w * np.sqrt(c[a] * c[b]) * (s - float(a == b))
     np.testing.assert_allclose(1 + combo, sq.total, atol=5e-3)
     ax = sq.plot(path=tmp_path / "sq.png")
-    assert ax is not None and (tmp_path / "sq.png").exists()
+    assert ax.get_xlabel() == "q (1/Å)" and len(ax.lines) == 1 + len(sq.partial) + 1  # total, partials, S = 1
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), sq.total)
+    assert (tmp_path / "sq.png").stat().st_size > 1000
 
 
 def test_rdf_errors(tmp_path):

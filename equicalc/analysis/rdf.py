@@ -198,75 +198,90 @@ def rdf(frames, r_max: float = 10.0, nbins: int = 200, index: Union[str, slice] 
     in volume (NPT); each frame's g is normalised with its own volume and the
     average is taken.
     """
-    import torch
     from ase.data import atomic_numbers, chemical_symbols
     from tqdm.auto import tqdm
-
-    from ..neighbors import neighbor_list
 
     frames = load_frames(frames, index)
     if not frames:
         raise ValueError("rdf: no frames")
     if not r_max > 0 or int(nbins) < 1:
         raise ValueError(f"rdf: need r_max > 0 and nbins >= 1, got r_max={r_max}, nbins={nbins}")
-    nbins = int(nbins)
     zs = sorted({int(z) for a in frames for z in a.numbers})
     if species is None:
         species = [chemical_symbols[z] for z in zs]
     else:
         species = sorted(species, key=lambda s: atomic_numbers[s])
     z_of = [atomic_numbers[s] for s in species]
-    n_sp = len(species)
     type_of = np.full(max(max(zs), max(z_of)) + 1, -1)
-    type_of[z_of] = np.arange(n_sp)
-    edges = np.linspace(0.0, r_max, nbins + 1)
-    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    pairs = [(a, b) for a in range(n_sp) for b in range(a, n_sp)]
-    g_sum = np.zeros((n_sp, n_sp, nbins))
-    total_sum = np.zeros(nbins)
-    conc_sum = np.zeros(n_sp)
-    neigh_sum = np.zeros((n_sp, n_sp, nbins))
-    neigh_all = np.zeros(nbins)
-    density_sum = 0.0
+    type_of[z_of] = np.arange(len(species))
+    sums = _Sums(len(species), r_max, int(nbins))
     for k, atoms in enumerate(tqdm(frames, desc="rdf", disable=not show_progress)):
         if not atoms.pbc.all():
             raise ValueError(f"rdf: frame {k} is not fully periodic; g(r) needs a volume")
         types = type_of[atoms.numbers]
         if (types < 0).any():
             raise ValueError(f"rdf: frame {k} holds species not in {species}")
-        volume = atoms.get_volume()
-        pos = torch.as_tensor(atoms.positions, dtype=torch.float64)
-        cell = torch.as_tensor(np.asarray(atoms.cell.array), dtype=torch.float64).unsqueeze(0)
-        edge_index, shifts = neighbor_list(pos, cell, torch.ones(1, 3, dtype=torch.bool),
-                                           torch.tensor([len(atoms)]), r_max, backend="auto")
-        i, j = edge_index.numpy()
-        vec = atoms.positions[j] - atoms.positions[i] + shifts.numpy() @ atoms.cell.array
-        dist = np.sqrt(np.einsum("ij,ij->i", vec, vec))
-        b = np.minimum((dist / r_max * nbins).astype(np.int64), nbins - 1)
-        key = (types[i] * n_sp + types[j]) * nbins + b
-        counts = np.bincount(key, minlength=n_sp * n_sp * nbins).reshape(n_sp, n_sp, nbins).astype(float)
-        n_of = np.bincount(types, minlength=n_sp).astype(float)
-        n = float(len(atoms))
-        for a in range(n_sp):
-            for c in range(n_sp):
+        sums.add(atoms, types)
+    return sums.result(species)
+
+
+def _pair_counts(atoms, types: np.ndarray, n_types: int, r_max: float, nbins: int) -> np.ndarray:
+    """(n_types, n_types, nbins) counts of ordered pairs (i of type a, j of type b) per distance bin."""
+    import torch
+
+    from ..neighbors import neighbor_list
+
+    pos = torch.as_tensor(atoms.positions, dtype=torch.float64)
+    cell = torch.as_tensor(np.asarray(atoms.cell.array), dtype=torch.float64).unsqueeze(0)
+    edge_index, shifts = neighbor_list(pos, cell, torch.ones(1, 3, dtype=torch.bool), torch.tensor([len(atoms)]),
+                                       r_max, backend="auto")
+    i, j = edge_index.numpy()
+    vec = atoms.positions[j] - atoms.positions[i] + shifts.numpy() @ atoms.cell.array
+    dist = np.sqrt(np.einsum("ij,ij->i", vec, vec))
+    b = np.minimum((dist / r_max * nbins).astype(np.int64), nbins - 1)
+    key = (types[i] * n_types + types[j]) * nbins + b
+    return np.bincount(key, minlength=n_types * n_types * nbins).reshape(n_types, n_types, nbins).astype(float)
+
+
+class _Sums:
+    """Per-frame g(r), neighbour counts, concentrations and densities, summed over frames."""
+
+    def __init__(self, n_types: int, r_max: float, nbins: int):
+        self.n_types, self.r_max, self.nbins = n_types, r_max, nbins
+        self.edges = np.linspace(0.0, r_max, nbins + 1)
+        self.shell = 4.0 / 3.0 * np.pi * (self.edges[1:] ** 3 - self.edges[:-1] ** 3)
+        self.g = np.zeros((n_types, n_types, nbins))
+        self.total = np.zeros(nbins)
+        self.conc = np.zeros(n_types)
+        self.neigh = np.zeros((n_types, n_types, nbins))
+        self.neigh_all = np.zeros(nbins)
+        self.density = 0.0
+        self.frames = 0
+
+    def add(self, atoms, types: np.ndarray) -> None:
+        counts = _pair_counts(atoms, types, self.n_types, self.r_max, self.nbins)
+        n_of = np.bincount(types, minlength=self.n_types).astype(float)
+        n, volume = float(len(atoms)), atoms.get_volume()
+        for a in range(self.n_types):
+            for c in range(self.n_types):
                 denom = n_of[a] * (n_of[c] - (a == c))
                 if denom > 0:
-                    g_sum[a, c] += volume * counts[a, c] / (denom * shell)
+                    self.g[a, c] += volume * counts[a, c] / (denom * self.shell)
         present = n_of > 0
-        neigh_sum[present] += counts[present] / n_of[present, None, None]
-        neigh_all += counts.sum((0, 1)) / n
-        total_sum += volume * counts.sum((0, 1)) / (n * (n - 1) * shell) if n > 1 else 0.0
-        conc_sum += n_of / n
-        density_sum += n / volume
-    nf = len(frames)
-    g_avg = g_sum / nf
-    partial = {}
-    for a, c in pairs:
+        self.neigh[present] += counts[present] / n_of[present, None, None]
+        self.neigh_all += counts.sum((0, 1)) / n
+        self.total += volume * counts.sum((0, 1)) / (n * (n - 1) * self.shell) if n > 1 else 0.0
+        self.conc += n_of / n
+        self.density += n / volume
+        self.frames += 1
+
+    def result(self, species: list) -> RDFResult:
+        nf, rng = self.frames, range(self.n_types)
         # every pair is listed in both directions, so g_ac = g_ca
-        partial[(species[a], species[c])] = g_avg[a, c]
-    conc = {s: float(v) for s, v in zip(species, conc_sum / nf)}
-    shell_neighbors = {(species[a], species[c]): neigh_sum[a, c] / nf for a in range(n_sp) for c in range(n_sp)}
-    shell_neighbors[("all", "all")] = neigh_all / nf
-    return RDFResult(r=0.5 * (edges[1:] + edges[:-1]), edges=edges, total=total_sum / nf, partial=partial,
-                     species=list(species), concentrations=conc, density=density_sum / nf, n_frames=nf,
-                     shell_neighbors=shell_neighbors)
+        partial = {(species[a], species[c]): self.g[a, c] / nf for a in rng for c in rng if c >= a}
+        shell_neighbors = {(species[a], species[c]): self.neigh[a, c] / nf for a in rng for c in rng}
+        shell_neighbors[("all", "all")] = self.neigh_all / nf
+        return RDFResult(r=0.5 * (self.edges[1:] + self.edges[:-1]), edges=self.edges, total=self.total / nf,
+                         partial=partial, species=list(species),
+                         concentrations={s: float(v) for s, v in zip(species, self.conc / nf)},
+                         density=self.density / nf, n_frames=nf, shell_neighbors=shell_neighbors)

@@ -28,7 +28,7 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet
 from torch import nn
 
-from .common import SpeciesScaleShift
+from .common import EnergyModel
 from .radial import BesselBasis, polynomial_envelope
 from .specs import AllegroSpec
 
@@ -99,7 +99,7 @@ def _to_irreps_layout(t: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
     return torch.cat(blocks, dim=1)
 
 
-class Allegro(nn.Module):
+class Allegro(EnergyModel):
     """Allegro network: atomic numbers and edge vectors -> per-atom energies (eV).
 
     Built from an ``AllegroSpec`` (its fields are the hyperparameters, with units
@@ -107,18 +107,12 @@ class Allegro(nn.Module):
     set with ``model.scale_shift.set(...)`` or by ``build_model``.
     """
 
-    architecture = "allegro"
+    spec_class = AllegroSpec
 
     def __init__(self, spec: AllegroSpec):
-        super().__init__()
-        if not isinstance(spec, AllegroSpec):
-            raise TypeError(f"Allegro needs an AllegroSpec, got {type(spec).__name__}")
-        self.spec = spec
-        self.species = list(spec.species)
-        self.r_max = spec.r_max
+        super().__init__(spec)
         self.poly_p = spec.poly_p
         n_species = len(self.species)
-        self.scale_shift = SpeciesScaleShift(self.species)
         l_max, channels, n_scalar = spec.l_max, spec.num_tensor_features, spec.num_scalar_features
         self.irreps_sh = o3.Irreps.spherical_harmonics(l_max, p=-1 if spec.parity else 1)
         self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
@@ -133,21 +127,9 @@ class Allegro(nn.Module):
         ])
         self.readout = _mlp([n_scalar, spec.mlp_hidden, 1])
 
-    @property
-    def config(self) -> dict:
-        """The spec as plain values (what model files store)."""
-        return self.spec.to_dict()
-
     def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 edge_pair=None) -> torch.Tensor:
-        """Per-atom energies (N,), eV.
-
-        Args:
-            numbers: (N,) atomic numbers.
-            edge_index: (2, E) centre ``i`` and neighbour ``j`` of each edge (|r_ij| < r_max).
-            edge_vectors: (E, 3) ``r_ij`` in Å, in the model's dtype.
-            edge_pair: accepted for a common signature and not used (pair features are ordered).
-        """
+        """Per-atom energies (N,), eV (arguments: ``EnergyModel``; ``edge_pair`` is not used: pairs are ordered)."""
         n = numbers.shape[0]
         n_species = len(self.species)
         types = self.scale_shift.types(numbers)

@@ -7,7 +7,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 from torch import nn
 
-__all__ = ["SpeciesScaleShift", "normalize_species", "per_species_values"]
+__all__ = ["EnergyModel", "SpeciesScaleShift", "normalize_species", "per_species_values"]
 
 
 def normalize_species(species: Sequence[Union[str, int]]) -> list:
@@ -82,3 +82,35 @@ class SpeciesScaleShift(nn.Module):
                 current.update({k: float(v) for k, v in values.items()})
                 values = [current[s] for s in self.species]
             param.copy_(torch.tensor(per_species_values(values, self.species, 0.0, name), dtype=torch.float64).to(param.dtype))
+
+
+class EnergyModel(nn.Module):
+    """What every architecture shares: its spec, species, cutoff and per-species energy scale and shift.
+
+    Subclasses set ``spec_class`` and map ``(numbers, edge_index, edge_vectors, edge_pair)`` to
+    per-atom energies (eV): ``numbers`` (N,) atomic numbers, ``edge_index`` (2, E) centre ``i`` and
+    neighbour ``j`` of each edge (|r_ij| < r_max), ``edge_vectors`` (E, 3) ``r_ij`` in Å in the
+    model's dtype, and ``edge_pair`` an optional (E,) unordered-pair id of each edge
+    (``equicalc.neighbors.edge_pair_index``), used by models whose ``uses_edge_pairs`` is True.
+    """
+
+    spec_class: type = None
+    uses_edge_pairs = False
+
+    def __init__(self, spec):
+        super().__init__()
+        if not isinstance(spec, self.spec_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.spec_class.__name__}, got {type(spec).__name__}")
+        self.spec = spec
+        self.species = list(spec.species)
+        self.r_max = spec.r_max
+        self.scale_shift = SpeciesScaleShift(self.species)
+
+    @property
+    def architecture(self) -> str:
+        return self.spec.architecture
+
+    @property
+    def config(self) -> dict:
+        """The spec as plain values (what model files store)."""
+        return self.spec.to_dict()

@@ -20,7 +20,7 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
-from .common import SpeciesScaleShift
+from .common import EnergyModel
 from .radial import RadialEmbedding
 from .specs import NequIPSpec
 from .tensor_product import ChannelwiseTensorProduct
@@ -76,7 +76,7 @@ class ConvLayer(nn.Module):
         return h + out if self.resnet else out
 
 
-class NequIP(nn.Module):
+class NequIP(EnergyModel):
     """NequIP network: atomic numbers and edge vectors -> per-atom energies (eV).
 
     Built from a ``NequIPSpec`` (its fields are the hyperparameters, with units
@@ -84,18 +84,12 @@ class NequIP(nn.Module):
     set with ``model.scale_shift.set(...)`` or by ``build_model``.
     """
 
-    architecture = "nequip"
+    spec_class = NequIPSpec
     uses_edge_pairs = True  # compute_properties passes unordered-pair ids (radial networks once per pair)
 
     def __init__(self, spec: NequIPSpec):
-        super().__init__()
-        if not isinstance(spec, NequIPSpec):
-            raise TypeError(f"NequIP needs a NequIPSpec, got {type(spec).__name__}")
-        self.spec = spec
-        self.species = list(spec.species)
-        self.r_max = spec.r_max
+        super().__init__(spec)
         n_species = len(self.species)
-        self.scale_shift = SpeciesScaleShift(self.species)
         self.irreps_sh = o3.Irreps.spherical_harmonics(spec.l_max, p=-1 if spec.parity else 1)
         self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
         self.radial = RadialEmbedding(spec.r_max, spec.num_basis, spec.poly_p)
@@ -112,11 +106,6 @@ class NequIP(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.readout_1 = o3.Linear(irreps, o3.Irreps(f"{spec.readout_hidden}x0e"))
         self.readout_2 = o3.Linear(o3.Irreps(f"{spec.readout_hidden}x0e"), o3.Irreps("1x0e"))
-
-    @property
-    def config(self) -> dict:
-        """The spec as plain values (what model files store)."""
-        return self.spec.to_dict()
 
     def _pair_radial(self, r: torch.Tensor, edge_pair):
         """Radial embedding once per unordered pair, and the pair of every edge (None: per edge).
@@ -135,15 +124,7 @@ class NequIP(nn.Module):
 
     def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 edge_pair=None) -> torch.Tensor:
-        """Per-atom energies (N,), eV.
-
-        Args:
-            numbers: (N,) atomic numbers.
-            edge_index: (2, E) centre ``i`` and neighbour ``j`` of each edge (|r_ij| < r_max).
-            edge_vectors: (E, 3) ``r_ij`` in Å, in the model's dtype.
-            edge_pair: optional (E,) unordered-pair id of each edge
-                (``equicalc.neighbors.edge_pair_index``): radial networks then run once per pair.
-        """
+        """Per-atom energies (N,), eV (arguments: ``EnergyModel``); radial networks run once per pair."""
         n = numbers.shape[0]
         n_species = len(self.species)
         types = self.scale_shift.types(numbers)
