@@ -18,7 +18,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .device import resolve_device, resolve_dtype
-from .graph import AtomicGraph, check_atoms
+from .graph import AtomicGraph, check_atoms, check_distances
 from .model_io import load_model
 from .models import model_path
 from .neighbors import SkinNeighborList
@@ -85,7 +85,23 @@ class EquiCalc(Calculator):
         self.neighbors = SkinNeighborList(self.r_max, skin=self.skin, backend=neighbor_backend)
         if max_edges_per_batch is None:
             max_edges_per_batch = 4_000_000 if self.device.type == "cuda" else 400_000
-        self.max_edges_per_batch = int(max_edges_per_batch)
+        if isinstance(max_edges_per_batch, bool) or not isinstance(max_edges_per_batch, int) or max_edges_per_batch < 1:
+            raise ValueError(f"max_edges_per_batch must be a positive integer, got {max_edges_per_batch!r}")
+        self.max_edges_per_batch = max_edges_per_batch
+
+    def fingerprint(self) -> dict:
+        """What identifies this calculator's results: architecture, dtype, cutoff and a SHA-256 of the weights.
+
+        Runs (quench) record it and refuse to resume with a calculator whose fingerprint differs.
+        """
+        import hashlib
+
+        digest = hashlib.sha256()
+        for key, value in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return {"class": "EquiCalc", "architecture": self.model.spec.architecture,
+                "dtype": str(self.dtype).replace("torch.", ""), "r_max": self.r_max, "weights_sha256": digest.hexdigest()}
 
     # -- single structure ------------------------------------------------------
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
@@ -99,9 +115,15 @@ class EquiCalc(Calculator):
         self.results = self._evaluate(graph, [self.atoms])[0]
 
     def _evaluate(self, graph, atoms_list) -> List[dict]:
+        check_distances(graph)
         periodic = graph.pbc.all(dim=1)
         want_stress = bool(periodic.any())
         out = compute_properties(self.model, graph, forces=True, stress=want_stress)
+        for key in ("energy", "forces") + (("stress",) if want_stress else ()):
+            values = out[key][periodic] if key == "stress" else out[key]
+            if not bool(torch.isfinite(values).all()):
+                raise ValueError(f"EquiCalc: the model gave a non-finite {key} (its weights or the structure "
+                                 "are outside what it can evaluate)")
         energy = out["energy"].detach().double().cpu().numpy()
         energies = out["energies"].detach().double().cpu().numpy()
         forces = out["forces"].detach().double().cpu().numpy()

@@ -7,6 +7,7 @@ a field's type and rules, ``unknown_key`` names the closest allowed key.
 from __future__ import annotations
 
 import difflib
+import math
 import typing
 from dataclasses import MISSING, field
 from typing import Union
@@ -14,9 +15,14 @@ from typing import Union
 __all__ = ["option", "check_value", "unknown_key", "type_name", "checked_fields"]
 
 
-def option(default, doc: str, choices=None, minimum=None, maximum=None, exclusive: bool = False):
-    """A dataclass field with its documentation and the rules ``check_value`` applies."""
-    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "exclusive": exclusive}
+def option(default, doc: str, choices=None, minimum=None, maximum=None, exclusive: bool = False,
+           exclusive_max: bool = False):
+    """A dataclass field with its documentation and the rules ``check_value`` applies.
+
+    ``minimum``/``maximum`` bound numbers (``exclusive``/``exclusive_max``: the bound itself is refused).
+    """
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "exclusive": exclusive,
+            "exclusive_max": exclusive_max}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -77,13 +83,14 @@ def check_value(value, tp, name: str, meta: dict, what: str = "config"):
     if choices and value not in choices:
         raise ValueError(f"{what}: '{name}' must be one of {', '.join(map(str, choices))}; got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value != value:  # NaN passes no comparison
-            raise ValueError(f"{what}: '{name}' must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{what}: '{name}' must be a finite number, got {value!r}")
         low, high = meta.get("minimum"), meta.get("maximum")
         if low is not None and (value < low or (meta.get("exclusive") and value == low)):
             raise ValueError(f"{what}: '{name}' must be {'>' if meta.get('exclusive') else '>='} {low}, got {value!r}")
-        if high is not None and value > high:
-            raise ValueError(f"{what}: '{name}' must be <= {high}, got {value!r}")
+        if high is not None and (value > high or (meta.get("exclusive_max") and value == high)):
+            raise ValueError(f"{what}: '{name}' must be {'<' if meta.get('exclusive_max') else '<='} {high}, "
+                             f"got {value!r}")
     return value
 
 

@@ -20,7 +20,43 @@ import json
 import sys
 from pathlib import Path
 
+from .files import check_output
 from .systems import composition_fractions
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _composition(text: str) -> dict:
+    try:
+        return composition_fractions(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not abs(value) < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 def _calculator(args):
@@ -39,18 +75,30 @@ def cmd_md(args) -> int:
     from .md import run_md
     from .systems import random_alloy
 
+    if args.output:
+        _check_new_output(args.output, args.overwrite)
     calc, label = _calculator(args)
     atoms = random_alloy(args.atoms, args.composition, volume_per_atom=16.3, seed=args.seed)
     print(f"MD ({args.ensemble.upper()}) of {len(atoms)} atoms, {atoms.get_chemical_formula()}, "
           f"{args.temperature:g} K, {args.steps} steps of {args.timestep:g} fs, with {label}")
     res = run_md(atoms, calc, args.steps, args.temperature, args.ensemble, args.pressure, args.timestep, args.seed,
-                 trajectory=args.output or None, interval=args.interval, show_progress=not args.quiet)
+                 trajectory=args.output or None, interval=args.interval, show_progress=not args.quiet,
+                 record={"command": "equicalc md", "model": label, "composition": args.composition,
+                         "atoms": args.atoms})
     print(f"done: {res['ms_per_step']:.1f} ms/step; last 20% of the run: T = {res['mean_temperature_K']:.0f} K, "
           f"Epot = {res['mean_epot_per_atom']:.4f} eV/atom, V = {res['mean_volume_per_atom']:.2f} Å^3/atom; "
           f"neighbour list built {calc.neighbors.builds} times in {calc.neighbors.calls} evaluations")
     if args.output:
-        print(f"trajectory written to {args.output}")
+        print(f"trajectory written to {args.output}, what made it to {res['record']}")
     return 0
+
+
+def _check_new_output(path: str, overwrite: bool) -> None:
+    """An output file that must not silently replace an earlier run's."""
+    check_output(path)
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (an earlier run's output); choose another --output, or --overwrite "
+                              "to replace it")
 
 
 def cmd_train(args) -> int:
@@ -61,7 +109,7 @@ def cmd_train(args) -> int:
         cfg.run_dir = args.run_dir
     if args.device:
         cfg.training.device = args.device
-    summary = train(cfg, restart=args.restart, show_progress=not args.quiet)
+    summary = train(cfg, restart=args.restart, show_progress=not args.quiet, overwrite=args.overwrite)
     return 0 if summary["epoch"] > 0 else 1
 
 
@@ -73,6 +121,9 @@ def cmd_eval(args) -> int:
     from .model_io import load_model
     from .models import model_path
 
+    for path in (args.plot, args.output):
+        if path:
+            check_output(path)
     device = resolve_device(args.device)
     model = load_model(model_path(args.model), device=device)
     frames = read_frames(args.data, energy_key=args.energy_key, forces_key=args.forces_key,
@@ -122,16 +173,18 @@ def cmd_quench(args) -> int:
     from .analysis.quench import quench
     from .systems import random_alloy
 
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    check_output(out / "summary.json")
     calc, label = _calculator(args)
     atoms = random_alloy(args.atoms, args.composition, volume_per_atom=17.5, seed=args.seed)
-    out = Path(args.output_dir)
     print(f"melt-quench of {len(atoms)} atoms, {atoms.get_chemical_formula()}: {args.t_melt:g} K for "
           f"{args.melt_time:g} ps, cooling at {args.rate:g} K/ps to {args.t_final:g} K, hold {args.hold_time:g} ps, "
           f"{args.pressure:g} bar, with {label}; output in {out}/")
     res = quench(atoms, calc, t_melt=args.t_melt, t_final=args.t_final, cooling_rate=args.rate,
                  pressure=args.pressure, timestep=args.timestep, melt_time=args.melt_time, hold_time=args.hold_time,
                  window=args.window, directory=out, seed=args.seed, show_progress=not args.quiet,
-                 resume=not args.restart, trajectory_interval=args.interval, checkpoint_interval=args.interval)
+                 overwrite=args.overwrite, trajectory_interval=args.interval, checkpoint_interval=args.interval)
     ranges = _fit_ranges(args)
     summary = res.summary(**ranges)
     for quantity in ("volume", "enthalpy"):
@@ -175,6 +228,9 @@ def _fit_ranges(args) -> dict:
 def cmd_rdf(args) -> int:
     from .analysis.rdf import rdf
 
+    for path in (args.plot, args.csv, args.sq_plot):
+        if path:
+            check_output(path)
     res = rdf(args.trajectory, r_max=args.r_max, nbins=args.nbins, index=args.index, show_progress=not args.quiet)
     print(f"{res.n_frames} frames, density {res.density:.4f} atoms/Å^3, species {res.species}")
     print("first peaks (Å): " + ", ".join(f"{k} {v:.2f}" for k, v in res.first_peak().items()))
@@ -197,6 +253,7 @@ def cmd_phonons(args) -> int:
     from .analysis.phonons import frequency_range, phonons, plot_phonons
     from .systems import relaxed_b2
 
+    check_output(args.output)
     calc, label = _calculator(args)
     runs = {"model": calc}
     if not args.no_reference:
@@ -230,15 +287,17 @@ def _model_options(parser, seed: bool = True) -> None:
 
 
 def _structure_options(parser, atoms: int) -> None:
-    parser.add_argument("--atoms", type=int, default=atoms, help=f"number of atoms (default {atoms})")
-    parser.add_argument("--composition", type=composition_fractions, default="Cu64Zr36",
+    parser.add_argument("--atoms", type=_positive_int, default=atoms, help=f"number of atoms (default {atoms})")
+    parser.add_argument("--composition", type=_composition, default="Cu64Zr36",
                         help="chemical formula of the random alloy (default Cu64Zr36)")
 
 
 def _train_parsers(sub) -> None:
     tr = sub.add_parser("train", help="train a model from a YAML config")
     tr.add_argument("config", help="YAML config (see the README's config reference)")
-    tr.add_argument("--restart", action="store_true", help="resume from <run_dir>/checkpoint_last.pt")
+    tr.add_argument("--restart", action="store_true",
+                    help="resume from <run_dir>/checkpoint_last.pt (the same config and data only)")
+    tr.add_argument("--overwrite", action="store_true", help="start afresh where run_dir holds a run (deletes it)")
     tr.add_argument("--run-dir", help="override run_dir of the config")
     tr.add_argument("--device", help="override training.device (auto, cpu, cuda)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -246,7 +305,7 @@ def _train_parsers(sub) -> None:
     ev = sub.add_parser("eval", help="errors of a model on labelled frames")
     ev.add_argument("model", help="model file or shipped model name")
     ev.add_argument("data", help="labelled frames (extxyz or any ase.io.read format)")
-    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--batch-size", type=_positive_int, default=16)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--output", help="write frames with predictions (pred_energy, pred_forces, pred_stress) as extxyz")
     ev.add_argument("--plot", help="write a parity plot (PNG)")
@@ -267,33 +326,35 @@ def _train_parsers(sub) -> None:
 def _md_parsers(sub) -> None:
     md = sub.add_parser("md", help="run ASE molecular dynamics of a random Cu–Zr cell with a model")
     _structure_options(md, 108)
-    md.add_argument("--steps", type=int, default=200, help="number of MD steps (default 200)")
-    md.add_argument("--temperature", type=float, default=1500.0, help="temperature, K (default 1500)")
-    md.add_argument("--pressure", type=float, default=0.0, help="pressure for NPT, bar (default 0)")
-    md.add_argument("--timestep", type=float, default=2.0, help="time step, fs (default 2)")
+    md.add_argument("--steps", type=_non_negative_int, default=200, help="number of MD steps (default 200)")
+    md.add_argument("--temperature", type=_positive_float, default=1500.0, help="temperature, K (default 1500)")
+    md.add_argument("--pressure", type=_finite_float, default=0.0, help="pressure for NPT, bar (default 0)")
+    md.add_argument("--timestep", type=_positive_float, default=2.0, help="time step, fs (default 2)")
     md.add_argument("--ensemble", choices=["nvt", "npt", "nve"], default="nvt",
                     help="Langevin NVT, MTK NPT or velocity-Verlet NVE")
     md.add_argument("--output", default="md.traj", help="trajectory file ('' for none)")
-    md.add_argument("--interval", type=int, default=10, help="write every N steps (default 10)")
+    md.add_argument("--interval", type=_positive_int, default=10, help="write every N steps (default 10)")
+    md.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     _model_options(md)
     md.set_defaults(func=cmd_md)
     qu = sub.add_parser("quench", help="Cu–Zr melt-quench: Tg from V(T) and H(T), plots and RDF")
     _structure_options(qu, 250)
-    qu.add_argument("--t-melt", type=float, default=2000.0, help="melt temperature, K (default 2000)")
-    qu.add_argument("--t-final", type=float, default=300.0, help="final temperature, K (default 300)")
-    qu.add_argument("--rate", type=float, default=200.0, help="cooling rate, K/ps (default 200)")
-    qu.add_argument("--melt-time", type=float, default=3.0, help="ps at t-melt before cooling (default 3)")
-    qu.add_argument("--hold-time", type=float, default=2.0, help="ps at t-final after cooling (default 2)")
-    qu.add_argument("--timestep", type=float, default=2.0, help="fs (default 2)")
-    qu.add_argument("--pressure", type=float, default=0.0, help="bar (default 0)")
-    qu.add_argument("--window", type=float, default=50.0, help="temperature window of the V/H averages, K")
+    qu.add_argument("--t-melt", type=_positive_float, default=2000.0, help="melt temperature, K (default 2000)")
+    qu.add_argument("--t-final", type=_positive_float, default=300.0, help="final temperature, K (default 300)")
+    qu.add_argument("--rate", type=_positive_float, default=200.0, help="cooling rate, K/ps (default 200)")
+    qu.add_argument("--melt-time", type=_finite_float, default=3.0, help="ps at t-melt before cooling (default 3)")
+    qu.add_argument("--hold-time", type=_finite_float, default=2.0, help="ps at t-final after cooling (default 2)")
+    qu.add_argument("--timestep", type=_positive_float, default=2.0, help="fs (default 2)")
+    qu.add_argument("--pressure", type=_finite_float, default=0.0, help="bar (default 0)")
+    qu.add_argument("--window", type=_positive_float, default=50.0, help="temperature window of the V/H averages, K")
     qu.add_argument("--liquid-range", type=float, nargs=2, default=(1200.0, 1800.0), metavar=("LO", "HI"),
                     help="K, fit range of the liquid branch (default 1200 1800: the Cu64Zr36 liquid above Tg)")
     qu.add_argument("--glass-range", type=float, nargs=2, default=(300.0, 700.0), metavar=("LO", "HI"),
                     help="K, fit range of the glass branch (default 300 700)")
-    qu.add_argument("--interval", type=int, default=50, help="steps between trajectory frames and saved states")
+    qu.add_argument("--interval", type=_positive_int, default=50, help="steps between trajectory frames and saved states")
     qu.add_argument("--output-dir", default="quench", help="output folder (default ./quench)")
-    qu.add_argument("--restart", action="store_true", help="start afresh instead of resuming the folder's run")
+    qu.add_argument("--overwrite", action="store_true",
+                    help="start afresh where the folder holds a run (deletes its files); without it the run resumes")
     _model_options(qu)
     qu.set_defaults(func=cmd_quench)
 
@@ -301,8 +362,8 @@ def _md_parsers(sub) -> None:
 def _analysis_parsers(sub) -> None:
     rd = sub.add_parser("rdf", help="radial distribution functions of a trajectory")
     rd.add_argument("trajectory", help="trajectory or structure file (ase.io.read)")
-    rd.add_argument("--r-max", type=float, default=10.0, help="Å (default 10)")
-    rd.add_argument("--nbins", type=int, default=200)
+    rd.add_argument("--r-max", type=_positive_float, default=10.0, help="Å (default 10)")
+    rd.add_argument("--nbins", type=_positive_int, default=200)
     rd.add_argument("--index", default=":", help="frames to use, ase.io.read syntax (default ':')")
     rd.add_argument("--plot", default="rdf.png", help="PNG of g(r) ('' for none)")
     rd.add_argument("--csv", help="write r, total and partial g(r)")
@@ -310,8 +371,8 @@ def _analysis_parsers(sub) -> None:
     rd.add_argument("--quiet", action="store_true", help="no progress bar")
     rd.set_defaults(func=cmd_rdf)
     ph = sub.add_parser("phonons", help="B2 CuZr phonons, model vs the EAM reference")
-    ph.add_argument("--supercell", type=int, default=4, help="n for an n x n x n supercell (default 4)")
-    ph.add_argument("--displacement", type=float, default=0.01, help="Å (default 0.01)")
+    ph.add_argument("--supercell", type=_positive_int, default=4, help="n for an n x n x n supercell (default 4)")
+    ph.add_argument("--displacement", type=_positive_float, default=0.01, help="Å (default 0.01)")
     ph.add_argument("--output", default="phonons.png", help="plot (default phonons.png)")
     ph.add_argument("--no-reference", action="store_true", help="skip the EAM reference")
     _model_options(ph, seed=False)
@@ -328,10 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "steps", 1) < 0 or getattr(args, "atoms", 1) < 1:
-        print("equicalc: --steps must be >= 0 and --atoms >= 1", file=sys.stderr)
-        return 2
+    """Run the command line; returns the exit status: 0 done, 2 a usage error (named), 1 a run that failed."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage error (or the help)
+        return int(exc.code or 0)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from ase.stress import voigt_6_to_full_3x3_stress
 
-from .graph import AtomicGraph, check_atoms
+from .graph import AtomicGraph, check_atoms, check_distances
 
 __all__ = [
-    "Frame", "read_frames", "split_indices", "dataset_statistics", "GraphDataset", "collate", "Batch",
+    "Frame", "read_frames", "check_species", "split_indices", "dataset_statistics", "GraphDataset", "collate", "Batch",
 ]
 
 @dataclass
@@ -197,6 +197,18 @@ def dataset_statistics(frames, r_max: Optional[float] = None, species: Optional[
     }
 
 
+def check_species(frames: Sequence[Frame], species: Sequence[str], what: str = "the data") -> None:
+    """``ValueError`` naming the first frame (file and index) that holds a species not in ``species``."""
+    from ase.data import atomic_numbers, chemical_symbols
+
+    allowed = {atomic_numbers[s] for s in species}
+    for f in frames:
+        extra = set(np.unique(f.atoms.numbers).tolist()) - allowed
+        if extra:
+            raise ValueError(f"{what}: {f.source} holds {', '.join(chemical_symbols[z] for z in sorted(extra))}, "
+                             f"which the model does not know (its species: {', '.join(species)})")
+
+
 class GraphDataset(torch.utils.data.Dataset):
     """Labelled frames as tensors with their neighbour lists (within ``r_max``, Å) built once."""
 
@@ -206,6 +218,7 @@ class GraphDataset(torch.utils.data.Dataset):
         self.items = []
         for f in self.frames:
             g = AtomicGraph.from_atoms(f.atoms).build_neighbors(self.r_max, backend=backend)
+            check_distances(g, f.source)
             has_stress = f.stress is not None
             self.items.append({
                 "positions": g.positions, "numbers": g.numbers, "cell": g.cell[0], "pbc": g.pbc[0],

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from .data import Batch, GraphDataset, collate
+from .data import Batch, GraphDataset, check_species, collate
 from .nn.forces import compute_properties
 from .plotting import new_figure, save_figure
 
@@ -166,14 +166,7 @@ def predict_frames(model, frames, batch_size: int = 16, device="cpu", show_progr
 
     Frames with species the model does not know are an error naming the frame.
     """
-    from ase.data import atomic_numbers, chemical_symbols
-
-    allowed = {atomic_numbers[s] for s in model.species}
-    for f in frames:
-        extra = set(f.atoms.numbers.tolist()) - allowed
-        if extra:
-            raise ValueError(f"{f.source}: species {[chemical_symbols[z] for z in sorted(extra)]} "
-                             f"are not in the model ({model.species})")
+    check_species(frames, model.species)
     data = GraphDataset(frames, model.r_max)
     return predict(model, data, batch_size=batch_size, device=device, show_progress=show_progress).arrays()
 

@@ -17,7 +17,12 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["AtomicGraph", "check_atoms"]
+__all__ = ["AtomicGraph", "check_atoms", "check_distances", "MIN_DISTANCE"]
+
+# Closest approach (Å) that any evaluation accepts. Below 0.1 Å the screened nuclear repulsion of any pair
+# heavier than hydrogen exceeds 10^4 eV (Cu–Cu: about 4e4 eV; ZBL), a state no simulation reaches: such
+# input is a mistake (a duplicated atom, positions in the wrong unit) and at 0 the edge direction is undefined.
+MIN_DISTANCE = 0.1
 
 
 def check_atoms(atoms, allowed_numbers: Optional[Sequence[int]] = None, what: str = "atoms") -> None:
@@ -59,6 +64,25 @@ def check_atoms(atoms, allowed_numbers: Optional[Sequence[int]] = None, what: st
             names = ", ".join(chemical_symbols[z] for z in unknown)
             known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
             raise ValueError(f"{what}: species {names} not in the model (the model knows {known})")
+
+
+def check_distances(graph, what: str = "atoms", minimum: float = MIN_DISTANCE) -> None:
+    """``ValueError`` naming the closest pair of atoms (structure, indices, distance) if it is below ``minimum`` Å.
+
+    Looks at the edges of ``graph`` (its neighbour list must be built).
+    """
+    if graph.edge_index is None or graph.edge_index.shape[1] == 0:
+        return
+    lengths = graph.edge_vectors().norm(dim=1)
+    k = int(torch.argmin(lengths))
+    if float(lengths[k]) >= minimum:
+        return
+    i, j = (int(x) for x in graph.edge_index[:, k])
+    b = int(graph.batch[i])
+    start = int(graph.n_atoms[:b].sum())
+    where = f"{what}, structure {b}" if graph.num_graphs > 1 else what
+    raise ValueError(f"{where}: atoms {i - start} and {j - start} are {float(lengths[k]):.3g} Å apart (closer than "
+                     f"{minimum} Å: coincident or overlapping atoms)")
 
 
 @dataclass

@@ -7,12 +7,13 @@ Units: temperature K, pressure bar, time step fs; the records are per atom
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Optional
 
 import numpy as np
 
-__all__ = ["make_dynamics", "run_md", "md_step_time"]
+__all__ = ["make_dynamics", "run_md", "md_step_time", "calculator_fingerprint"]
 
 
 def make_dynamics(atoms, ensemble: str = "nvt", temperature: float = 300.0, pressure: float = 0.0,
@@ -38,12 +39,14 @@ def make_dynamics(atoms, ensemble: str = "nvt", temperature: float = 300.0, pres
 
 def run_md(atoms, calc, steps: int, temperature: float, ensemble: str = "nvt", pressure: float = 0.0,
            timestep: float = 2.0, seed: int = 0, trajectory: Optional[str] = None, interval: int = 10,
-           show_progress: bool = True) -> dict:
+           show_progress: bool = True, record: Optional[dict] = None) -> dict:
     """Thermalise ``atoms`` at ``temperature`` (K) and run ``steps`` MD steps with ``calc``.
 
-    Writes every ``interval``-th frame to ``trajectory`` (if given). Returns the
-    records (``step``, ``epot_per_atom``, ``temperature_K``, ``volume_per_atom``
-    arrays, one per step), ``ms_per_step`` and the averages of the last fifth of the run.
+    Writes every ``interval``-th frame to ``trajectory`` (if given) and, beside it,
+    ``<trajectory>.json``: what made the run (``record``, the settings and the
+    calculator's fingerprint) and its averages. Returns the records (``step``,
+    ``epot_per_atom``, ``temperature_K``, ``volume_per_atom`` arrays, one per step),
+    ``ms_per_step``, the averages of the last fifth of the run and ``record`` (that file).
     """
     from ase.io import Trajectory
     from ase.md.velocitydistribution import thermalize_momenta
@@ -51,6 +54,9 @@ def run_md(atoms, calc, steps: int, temperature: float, ensemble: str = "nvt", p
 
     if steps < 0 or interval < 1:
         raise ValueError(f"run_md: steps must be >= 0 and interval >= 1, got {steps} and {interval}")
+    if len(atoms) < 2 or not temperature > 0 or not timestep > 0:
+        raise ValueError(f"run_md: needs at least 2 atoms, a temperature > 0 K and a time step > 0 fs, got "
+                         f"{len(atoms)} atoms, {temperature} K and {timestep} fs")
     atoms.calc = calc
     thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
     dyn = make_dynamics(atoms, ensemble, temperature, pressure, timestep, seed)
@@ -58,7 +64,7 @@ def run_md(atoms, calc, steps: int, temperature: float, ensemble: str = "nvt", p
     rows = []
     bar = tqdm(total=steps, unit="step", disable=not show_progress)
 
-    def record():
+    def on_step():
         rows.append((dyn.nsteps, atoms.get_potential_energy() / len(atoms), atoms.get_temperature(),
                      atoms.get_volume() / len(atoms)))
         bar.set_postfix(T=f"{rows[-1][2]:.0f} K", Epot=f"{rows[-1][1]:.4f} eV/atom")
@@ -67,7 +73,7 @@ def run_md(atoms, calc, steps: int, temperature: float, ensemble: str = "nvt", p
         if dyn.nsteps > 0:
             bar.update(1)
 
-    dyn.attach(record, interval=1)
+    dyn.attach(on_step, interval=1)
     t0 = time.perf_counter()
     try:
         dyn.run(steps)
@@ -78,9 +84,35 @@ def run_md(atoms, calc, steps: int, temperature: float, ensemble: str = "nvt", p
     elapsed = time.perf_counter() - t0
     step, epot, temp, vol = (np.array(c) for c in zip(*rows))
     tail = slice(-max(len(rows) // 5, 1), None)
-    return {"step": step, "epot_per_atom": epot, "temperature_K": temp, "volume_per_atom": vol,
-            "ms_per_step": elapsed / max(steps, 1) * 1e3, "mean_temperature_K": float(temp[tail].mean()),
-            "mean_epot_per_atom": float(epot[tail].mean()), "mean_volume_per_atom": float(vol[tail].mean())}
+    out = {"ms_per_step": elapsed / max(steps, 1) * 1e3, "mean_temperature_K": float(temp[tail].mean()),
+           "mean_epot_per_atom": float(epot[tail].mean()), "mean_volume_per_atom": float(vol[tail].mean())}
+    if trajectory:
+        out["record"] = _write_record(trajectory, dict(record or {}, steps=steps, temperature_K=temperature,
+                                                       ensemble=ensemble, pressure_bar=pressure, timestep_fs=timestep,
+                                                       seed=seed, interval=interval), calc, out)
+    return {"step": step, "epot_per_atom": epot, "temperature_K": temp, "volume_per_atom": vol, **out}
+
+
+def calculator_fingerprint(calc) -> dict:
+    """What identifies ``calc`` for a run's records: its own ``fingerprint()`` (EquiCalc: architecture, dtype and
+    a hash of the weights), else its class and parameters."""
+    if hasattr(calc, "fingerprint"):
+        return calc.fingerprint()
+    params = calc.todict() if hasattr(calc, "todict") else {}
+    return json.loads(json.dumps({"class": type(calc).__name__, "parameters": params}, default=str))
+
+
+def _write_record(trajectory: str, settings: dict, calc, results: dict) -> str:
+    """``<trajectory>.json``: the run's settings, calculator fingerprint and averages (written atomically)."""
+    from pathlib import Path
+
+    from .files import atomic_write
+
+    path = f"{trajectory}.json"
+    text = json.dumps({"settings": settings, "calculator": calculator_fingerprint(calc), "results": results},
+                      indent=1, default=str)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return path
 
 
 def md_step_time(atoms, calc, steps: int = 10, warmup: int = 2, stress: bool = True) -> float:

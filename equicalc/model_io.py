@@ -15,13 +15,13 @@ interrupted save never leaves a truncated model behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 
 from .device import dtype_name, resolve_dtype
+from .files import atomic_torch_save
 from .nn.allegro import Allegro
 from .nn.nequip import NequIP
 from .nn.specs import ModelSpec, spec_from_dict
@@ -30,9 +30,9 @@ __all__ = ["build_model", "save_model", "load_model", "model_from_payload", "mod
            "ARCHITECTURES"]
 
 FORMAT_NAME = "equicalc-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the spec has the ZBL fields (a version-1 file's model has no ZBL term)
 CHECKPOINT_FORMAT_NAME = "equicalc-checkpoint"
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
 ARCHITECTURES = {"nequip": NequIP, "allegro": Allegro}
 
 
@@ -107,24 +107,6 @@ def save_model(model, path: Union[str, os.PathLike], metadata: Optional[dict] = 
     atomic_torch_save(payload, path)
 
 
-def atomic_torch_save(obj, path: Union[str, os.PathLike]) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the file private
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _load_dict(path: Union[str, os.PathLike], what: str) -> dict:
     """``torch.load(weights_only=True)`` of a file that must hold a dictionary; errors name the file."""
     path = Path(path)
@@ -153,8 +135,8 @@ def read_checked_file(path: Union[str, os.PathLike], format_name: str, supported
 def check_format(payload: dict, path, supported_version: int, what: str) -> dict:
     """``payload`` if its format version is one this equicalc reads, else ``ValueError``."""
     version = payload.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ValueError(f"{path}: {what} has no valid format version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{path}: {what} has no valid format version (a positive integer), got {version!r}")
     if version > supported_version:
         raise ValueError(
             f"{path}: {what} format version {version} is newer than this equicalc supports "
@@ -190,17 +172,41 @@ def model_from_payload(payload: dict, where, ema: bool = True):
         raise ValueError(f"{where}: unknown architecture {arch!r} (known: {sorted(ARCHITECTURES)})")
     if not isinstance(config, dict) or not isinstance(state, dict):
         raise ValueError(f"{where}: the model's config and weights must be mappings")
+    if payload.get("format_version") == 1:  # written before the ZBL term existed: those models have none
+        config = {"zbl": False, **config}
     try:
         spec = spec_from_dict(arch, config)
+        check_weights(spec, state)
         model = build_model(spec, dtype=record["dtype"])
     except ValueError as exc:
-        raise ValueError(f"{where}: invalid model configuration: {exc}") from None
+        raise ValueError(f"{where}: invalid model: {exc}") from None
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"{where}: weights do not match the stored configuration ({exc})") from None
     model.metadata = dict(metadata)
     return model
+
+
+def check_weights(spec: ModelSpec, state: dict) -> None:
+    """``ValueError`` unless ``state`` has the weights ``spec`` implies (checked before the model is built, so a
+    configuration much larger than its weights allocates nothing) and all of them are finite."""
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"weight {key!r} is not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"weight {key!r} holds NaN or infinite values")
+    for key, shape in ARCHITECTURES[spec.architecture].weight_shapes(spec).items():
+        if key not in state:
+            raise ValueError(f"weights do not match the configuration: {key!r} is missing")
+        got = tuple(state[key].shape)
+        if len(got) != len(shape) or any(want is not None and want != n for want, n in zip(shape, got)):
+            raise ValueError(f"weights do not match the configuration: {key!r} has shape {got}, the configuration "
+                             f"implies {tuple('*' if n is None else n for n in shape)}")
+    layers = {int(k.split(".")[1]) for k in state if k.startswith("layers.")}
+    if layers != set(range(spec.num_layers)):
+        raise ValueError(f"weights do not match the configuration: {len(layers)} layers, the configuration says "
+                         f"{spec.num_layers}")
 
 
 def read_payload(path: Union[str, os.PathLike]) -> dict:

@@ -27,6 +27,7 @@ build (also under cell deformation, e.g. NPT).
 from __future__ import annotations
 
 import importlib.util
+import math
 from typing import Tuple
 
 import numpy as np
@@ -265,8 +266,8 @@ class SkinNeighborList:
     """
 
     def __init__(self, cutoff: float, skin: float = 0.5, backend: str = "auto"):
-        if skin < 0:
-            raise ValueError(f"skin must be >= 0, got {skin}")
+        if not (math.isfinite(skin) and skin >= 0):
+            raise ValueError(f"skin must be a finite distance >= 0 Å, got {skin}")
         self.cutoff = float(cutoff)
         self.skin = float(skin)
         self.backend = backend

@@ -133,11 +133,11 @@ def test_checkpoints_and_model_files_load_through_one_reader(tmp_path):
     assert load_model(tmp_path / "c.pt").metadata["training"]["epoch"] == 5
     record["config"]["num_layers"] = 3  # weights of 2 layers: refused with the file named
     torch.save({"format": CHECKPOINT_FORMAT_NAME, "format_version": 1, "model": record}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="bad.pt: weights do not match"):
+    with pytest.raises(ValueError, match="bad.pt: invalid model: weights do not match"):
         load_model(tmp_path / "bad.pt", ema=False)
     record["config"]["num_layer"] = 3
     torch.save({"format": CHECKPOINT_FORMAT_NAME, "format_version": 1, "model": record}, tmp_path / "bad2.pt")
-    with pytest.raises(ValueError, match="bad2.pt: invalid model configuration.*did you mean 'num_layers'"):
+    with pytest.raises(ValueError, match="bad2.pt: invalid model: .*did you mean 'num_layers'"):
         load_model(tmp_path / "bad2.pt")
 
 

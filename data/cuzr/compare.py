@@ -114,7 +114,7 @@ def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int) -> dict:
         folder = HERE / "validation" / f"quench_{name.split()[0].lower()}"
         res = quench(atoms, calc, t_melt=T_MELT, t_final=300.0, cooling_rate=rate, melt_time=4.0, hold_time=4.0,
                      directory=folder, seed=seed, trajectory_interval=100, checkpoint_interval=100,
-                     resume=False)  # a new model must not continue the previous model's run
+                     overwrite=True)  # each comparison is a fresh run
         res.plot(folder / "quench.png", liquid_range=LIQUID_FIT, glass_range=(300, 700))
         tg_v = res.glass_transition("volume", liquid_range=LIQUID_FIT, glass_range=(300, 700))
         tg_h = res.glass_transition("enthalpy", liquid_range=LIQUID_FIT, glass_range=(300, 700))

@@ -10,9 +10,11 @@ Langevin–Hoover barostat on an isotropically scaling cell): equilibrate at
 ``t_melt``, cool linearly at ``cooling_rate``, hold at ``t_final``. Every
 ``sample_interval`` steps it appends a row (temperature, volume, potential,
 kinetic and enthalpy per atom, pressure) to ``quench.csv`` in ``directory``;
-frames go to ``quench.traj`` and the MD state to ``state.traj``/``state.json``.
-Calling ``quench`` again with the same directory resumes after the last saved
-state (a killed run loses at most ``checkpoint_interval`` steps).
+frames go to ``quench.traj`` and the MD state, with what made the run (protocol
+and calculator), to ``state.json``. Calling ``quench`` again with the same
+directory resumes after the last saved state (a killed run loses at most
+``checkpoint_interval`` steps, and ends exactly as if it had not been killed);
+it refuses another protocol or calculator, and ``overwrite=True`` starts afresh.
 
 Units: temperatures K, rates K/ps, times ps, pressure bar (input) and GPa
 (output), volumes Å³/atom, energies eV/atom.
@@ -151,8 +153,7 @@ class QuenchResult:
     def load(cls, directory) -> "QuenchResult":
         """Read a (finished or partial) quench from its directory."""
         directory = Path(directory)
-        protocol = json.loads((directory / "state.json").read_text())["protocol"]
-        return cls(directory, _read_csv(directory / "quench.csv"), protocol)
+        return cls(directory, _read_csv(directory / "quench.csv"), _load_state(directory)["protocol"])
 
     def windows(self, width: Optional[float] = None) -> Dict[str, np.ndarray]:
         """Means over temperature windows (by target temperature) of the cooling stage.
@@ -279,15 +280,26 @@ def _read_csv(path: Path) -> Dict[str, np.ndarray]:
     return out
 
 
-def _save_state(directory: Path, atoms, step: int, p_eps: float, protocol: dict) -> None:
-    from ase.io import write
+def _save_state(directory: Path, atoms, step: int, p_eps: float, protocol: dict, calculator: dict) -> None:
+    """The whole MD state in one file, written atomically: a kill leaves the previous state or this one."""
+    from ase.io.jsonio import encode
 
-    tmp = directory / "state.traj.tmp"
-    write(tmp, atoms, format="traj")
-    os.replace(tmp, directory / "state.traj")
-    tmp = directory / "state.json.tmp"
-    tmp.write_text(json.dumps({"step": step, "p_eps": p_eps, "protocol": protocol}, indent=1))
-    os.replace(tmp, directory / "state.json")
+    from ..files import atomic_write
+
+    text = encode({"step": step, "p_eps": p_eps, "protocol": protocol, "calculator": calculator,
+                   "atoms": atoms.todict()})
+    atomic_write(directory / "state.json", lambda tmp: Path(tmp).write_text(text))
+
+
+def _load_state(directory: Path) -> dict:
+    from ase import Atoms
+    from ase.io.jsonio import decode
+
+    state = decode((directory / "state.json").read_text())
+    if "atoms" not in state:
+        raise ValueError(f"quench: {directory} holds a run saved by an older equicalc; start afresh with overwrite")
+    state["atoms"] = Atoms.fromdict(state["atoms"])
+    return state
 
 
 def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_rate: float = 100.0,
@@ -295,7 +307,7 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
            window: float = 50.0, sample_interval: int = 10, trajectory_interval: int = 500,
            checkpoint_interval: int = 500, directory="quench", seed: int = 0, t_tau: float = 100.0,
            p_tau: float = 1000.0, relax_steps: int = 50, max_expansion: float = 2.0, show_progress: bool = True,
-           resume: bool = True) -> QuenchResult:
+           overwrite: bool = False) -> QuenchResult:
     """Melt, cool linearly and hold ``atoms`` with ``calc`` at constant pressure (ASE MD).
 
     Args:
@@ -310,7 +322,7 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
         sample_interval: MD steps between recorded rows.
         trajectory_interval: steps between frames written to ``quench.traj`` (0 for none).
         checkpoint_interval: steps between saves of the MD state (for resuming).
-        directory: output folder: ``quench.csv``, ``quench.traj``, ``state.traj``, ``state.json``, ``log.txt``.
+        directory: output folder: ``quench.csv``, ``quench.traj``, ``state.json``, ``log.txt``.
         seed: seed of the velocities and of the Langevin noise.
         t_tau, p_tau: thermostat and barostat time constants, fs.
         relax_steps: on a fresh start, at most this many FIRE steps at fixed cell (to forces
@@ -321,8 +333,10 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
             the starting structure's (a liquid that evaporates, or a calculator that is unstable at
             low density); the rows recorded so far stay in ``quench.csv``.
         show_progress: progress bar.
-        resume: continue from ``directory``'s saved state if there is one (same protocol);
-            ``False`` starts afresh and overwrites.
+        overwrite: start afresh where ``directory`` holds a run, deleting its files (it says which).
+            Without it, a run in ``directory`` is resumed from its last saved state, and only when
+            protocol and calculator (class, and for an EquiCalc its weights and dtype) are the ones
+            that started it; anything else is a ``ValueError`` that names what differs.
 
     Returns:
         ``QuenchResult`` over all recorded rows.
@@ -332,12 +346,15 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
     directory.mkdir(parents=True, exist_ok=True)
     protocol = make_protocol(atoms, t_melt, t_final, cooling_rate, pressure, timestep, melt_time, hold_time, window,
                              seed, relax_steps)
+    from ..md import calculator_fingerprint
+
     v_limit = max_expansion * atoms.get_volume() / len(atoms)
-    atoms, start_step, p_eps = _start(atoms, calc, directory, protocol, resume)
+    fingerprint = calculator_fingerprint(calc)
+    atoms, start_step, p_eps = _start(atoms, calc, directory, protocol, fingerprint, overwrite)
     atoms.calc = calc
     if start_step < protocol["n_steps"]:
         dyn = _dynamics(atoms, protocol, start_step, p_eps, t_tau, p_tau)
-        with _Records(directory, protocol, start_step, trajectory_interval) as records:
+        with _Records(directory, protocol, fingerprint, start_step, trajectory_interval) as records:
             _run_segment(dyn, atoms, records, protocol, start_step, sample_interval, trajectory_interval,
                          checkpoint_interval, v_limit, show_progress)
     return QuenchResult(directory, _read_csv(directory / "quench.csv"), protocol)
@@ -346,6 +363,8 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
 def _check_arguments(atoms, t_melt, t_final, cooling_rate, timestep, relax_steps, max_expansion) -> None:
     if not np.all(atoms.pbc):
         raise ValueError("quench: the structure must be periodic in all three directions (NPT)")
+    if len(atoms) < 2:
+        raise ValueError(f"quench: needs at least 2 atoms, got {len(atoms)}")
     if not (t_melt > 0 and t_final > 0 and cooling_rate > 0 and timestep > 0):
         raise ValueError("quench: t_melt, t_final, cooling_rate and timestep must be positive")
     if t_final > t_melt:
@@ -367,22 +386,33 @@ def make_protocol(atoms, t_melt, t_final, cooling_rate, pressure, timestep, melt
                 formula=atoms.get_chemical_formula())
 
 
-def _start(atoms, calc, directory: Path, protocol: dict, resume: bool):
-    """(atoms, first step, barostat state): the saved state of ``directory``, or a fresh, relaxed, thermalised start."""
-    from ase.io import read
+RUN_FILES = ("quench.csv", "quench.traj", "state.json", "log.txt", "summary.json", "quench.png", "rdf.png")
+
+
+def _start(atoms, calc, directory: Path, protocol: dict, fingerprint: dict, overwrite: bool):
+    """(atoms, first step, barostat state): the saved state of ``directory`` (checked to be this run's), or a fresh,
+    relaxed, thermalised start (``overwrite`` deletes an existing run's files first)."""
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
-    state_file = directory / "state.json"
-    if resume and state_file.exists():
-        saved = json.loads(state_file.read_text())
-        if saved["protocol"] != protocol:
-            raise ValueError(f"quench: {directory} holds a run with another protocol; use another directory "
-                             "or resume=False")
+    from ..files import remove_temporary
+
+    remove_temporary(directory)
+    if (directory / "state.json").exists() and not overwrite:
+        saved = _load_state(directory)
+        for name, now, then in (("protocol", protocol, saved["protocol"]), ("calculator", fingerprint,
+                                                                              saved.get("calculator"))):
+            if now != then:
+                differ = sorted(k for k in set(now) | set(then or {}) if now.get(k) != (then or {}).get(k))
+                raise ValueError(f"quench: {directory} holds a run with another {name} (differs in "
+                                 f"{', '.join(differ)}); resume it with what started it, use another directory, "
+                                 "or start afresh with overwrite")
         _truncate_records(directory / "quench.csv", directory / "quench.traj", int(saved["step"]))
-        return read(directory / "state.traj"), int(saved["step"]), float(saved["p_eps"])
-    for name in ("quench.csv", "quench.traj", "state.json", "state.traj", "log.txt"):
-        if (directory / name).exists():
-            (directory / name).unlink()
+        return saved["atoms"], int(saved["step"]), float(saved["p_eps"])
+    deleted = [directory / name for name in RUN_FILES if (directory / name).exists()]
+    for p in deleted:
+        p.unlink()
+    if deleted:
+        print(f"quench: overwrite deleted {', '.join(str(p) for p in deleted)}")
     atoms = atoms.copy()
     if protocol["relax_steps"]:
         from ase.optimize import FIRE
@@ -418,10 +448,10 @@ def _dynamics(atoms, protocol: dict, start_step: int, p_eps: float, t_tau: float
 class _Records:
     """The files of a quench: ``quench.csv`` rows, ``quench.traj`` frames, the saved state and ``log.txt``."""
 
-    def __init__(self, directory: Path, protocol: dict, start_step: int, trajectory_interval: int):
+    def __init__(self, directory: Path, protocol: dict, fingerprint: dict, start_step: int, trajectory_interval: int):
         from ase.io import Trajectory
 
-        self.directory, self.protocol, self.step = directory, protocol, start_step
+        self.directory, self.protocol, self.fingerprint, self.step = directory, protocol, fingerprint, start_step
         self.csv_path = directory / "quench.csv"
         new_csv = not self.csv_path.exists()
         self.fh = open(self.csv_path, "a", newline="")
@@ -444,8 +474,10 @@ class _Records:
         self.traj.write(atoms)
 
     def save_state(self, atoms, step: int, p_eps: float) -> None:
+        """Commit: the rows and frames so far reach the disk, then the state (the point a resume starts from)."""
         self.fh.flush()
-        _save_state(self.directory, atoms, step, p_eps, self.protocol)
+        os.fsync(self.fh.fileno())
+        _save_state(self.directory, atoms, step, p_eps, self.protocol, self.fingerprint)
 
     def __exit__(self, *exc):
         self.fh.close()
@@ -493,6 +525,9 @@ def _run_segment(dyn, atoms, records: _Records, protocol: dict, step: int, sampl
                 records.frame(atoms, step)
             if step % checkpoint_interval == 0 or step == n_steps:
                 records.save_state(atoms, step, float(dyn.p_eps))
+                # the noise after a saved state depends on that state's step only, so a run resumed
+                # from it continues exactly as the uninterrupted run does
+                dyn.rng = np.random.default_rng([protocol["seed"], step])
 
 
 def _check_expansion(row: dict, v_limit: float, csv_path: Path) -> None:
@@ -507,18 +542,52 @@ def _check_expansion(row: dict, v_limit: float, csv_path: Path) -> None:
 
 
 def _truncate_records(csv_path: Path, traj_path: Path, last_step: int) -> None:
-    """Drop rows and frames recorded after the saved state we resume from."""
+    """Drop rows and frames recorded after the saved state we resume from (and a row a kill cut short).
+
+    Both files are rewritten atomically: a kill during the truncation leaves them as they were.
+    """
+    from ..files import atomic_write
+
     if csv_path.exists():
         with open(csv_path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(float(r["step"])) <= last_step]
-        with open(csv_path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-    if traj_path.exists():
-        from ase.io import Trajectory, read
+            rows = [r for r in csv.DictReader(fh) if None not in r.values() and _step(r) <= last_step]
 
-        frames = [a for a in read(traj_path, ":") if a.info.get("step", 0) <= last_step]
-        with Trajectory(traj_path, "w") as t:
-            for a in frames:
-                t.write(a)
+        def write_rows(tmp):
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        atomic_write(csv_path, write_rows)
+    if traj_path.exists():
+        from ase.io import Trajectory
+
+        frames = [a for a in _readable_frames(traj_path) if a.info.get("step", 0) <= last_step]
+
+        def write_frames(tmp):
+            with Trajectory(tmp, "w") as t:
+                for a in frames:
+                    t.write(a)
+
+        atomic_write(traj_path, write_frames)
+
+
+def _step(row: dict) -> float:
+    try:
+        return float(row["step"])
+    except ValueError:  # a row cut short by a kill
+        return float("inf")
+
+
+def _readable_frames(path: Path) -> list:
+    """The frames of a trajectory up to the first one a kill cut short."""
+    from ase.io import Trajectory
+
+    frames = []
+    try:
+        with Trajectory(path) as traj:
+            for k in range(len(traj)):
+                frames.append(traj[k])
+    except Exception:  # a frame cut short: keep those before it
+        pass
+    return frames

@@ -127,6 +127,23 @@ class Allegro(EnergyModel):
         ])
         self.readout = _mlp([n_scalar, spec.mlp_hidden, 1])
 
+    @staticmethod
+    def weight_shapes(spec: AllegroSpec) -> dict:
+        """Shapes of weights that pin every size of ``spec`` (checked before a model file allocates anything)."""
+        n_sp, hidden, n_scalar = len(spec.species), spec.mlp_hidden, spec.num_scalar_features
+        dims = [2 * n_sp + spec.num_basis] + [hidden] * spec.mlp_layers + [n_scalar]
+        channels, l_max = spec.num_tensor_features, spec.l_max
+        shapes = {"scale_shift.scales": (n_sp,), "basis.freqs": (spec.num_basis,),
+                  "initial_weights.linear.weight": (channels * (l_max + 1), n_scalar),
+                  "readout.layer0.weight": (n_scalar, hidden), "readout.layer1.weight": (hidden, 1)}
+        for j in range(len(dims) - 1):
+            shapes[f"two_body.layer{j}.weight"] = (dims[j], dims[j + 1])
+        for k in range(spec.num_layers):
+            shapes[f"layers.{k}.env_weights.linear.weight"] = (channels * (l_max + 1), n_scalar)
+            shapes[f"layers.{k}.linear.output_mask"] = (channels * (l_max + 1) ** 2,)
+            shapes[f"layers.{k}.mlp.layer{spec.mlp_layers}.weight"] = (hidden if spec.mlp_layers else None, n_scalar)
+        return shapes
+
     def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 edge_pair=None) -> torch.Tensor:
         """Per-atom energies (N,), eV (arguments: ``EnergyModel``; ``edge_pair`` is not used: pairs are ordered)."""
@@ -146,4 +163,4 @@ class Allegro(EnergyModel):
             x, v = layer(x, v, sh, env, centre, n)
         pair_energy = self.readout(x).squeeze(-1) * env
         e = torch.zeros(n, dtype=pair_energy.dtype, device=pair_energy.device).index_add_(0, centre, pair_energy)
-        return self.scale_shift(e, types)
+        return self.with_repulsion(self.scale_shift(e, types), types, edge_index, r)

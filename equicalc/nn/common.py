@@ -7,6 +7,8 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 from torch import nn
 
+from .zbl import ZBLRepulsion
+
 __all__ = ["EnergyModel", "SpeciesScaleShift", "normalize_species", "per_species_values"]
 
 
@@ -105,6 +107,14 @@ class EnergyModel(nn.Module):
         self.species = list(spec.species)
         self.r_max = spec.r_max
         self.scale_shift = SpeciesScaleShift(self.species)
+        self.repulsion = ZBLRepulsion(self.species, spec.zbl_inner, spec.zbl_outer) if spec.zbl else None
+
+    def with_repulsion(self, energies: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                       lengths: torch.Tensor) -> torch.Tensor:
+        """``energies`` (N,) plus each atom's share of the ZBL pair repulsion when the spec asks for it."""
+        if self.repulsion is None:
+            return energies
+        return energies + self.repulsion(types, edge_index, lengths)
 
     @property
     def architecture(self) -> str:

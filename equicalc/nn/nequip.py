@@ -107,6 +107,20 @@ class NequIP(EnergyModel):
         self.readout_1 = o3.Linear(irreps, o3.Irreps(f"{spec.readout_hidden}x0e"))
         self.readout_2 = o3.Linear(o3.Irreps(f"{spec.readout_hidden}x0e"), o3.Irreps("1x0e"))
 
+    @staticmethod
+    def weight_shapes(spec: NequIPSpec) -> dict:
+        """Shapes of weights that pin every size of ``spec`` (checked before a model file allocates anything)."""
+        n_sp, f, h, r = len(spec.species), spec.num_features, spec.radial_hidden, spec.radial_layers
+        dims = [spec.num_basis] + [h] * r
+        shapes = {"scale_shift.scales": (n_sp,), "embedding.weight": (n_sp * f,), "radial.basis.freqs": (spec.num_basis,),
+                  "readout_2.weight": (spec.readout_hidden,),
+                  # layer 0 convolves scalars with Y_0..Y_l_max: one weight per channel and l
+                  f"layers.0.radial_net.layer{r}.weight": (dims[-1], f * (spec.l_max + 1))}
+        for k in range(spec.num_layers):
+            for j in range(r):
+                shapes[f"layers.{k}.radial_net.layer{j}.weight"] = (dims[j], dims[j + 1])
+        return shapes
+
     def _pair_radial(self, r: torch.Tensor, edge_pair):
         """Radial embedding once per unordered pair, and the pair of every edge (None: per edge).
 
@@ -132,11 +146,12 @@ class NequIP(EnergyModel):
         all_types = torch.cat([types, torch.arange(n_species, device=types.device)])
         onehot = torch.nn.functional.one_hot(all_types, n_species).to(edge_vectors.dtype)
         edge_sh = self.spherical_harmonics(edge_vectors)
-        edge_emb, emb_index = self._pair_radial(edge_vectors.norm(dim=1), edge_pair)
+        lengths = edge_vectors.norm(dim=1)
+        edge_emb, emb_index = self._pair_radial(lengths, edge_pair)
         h = self.embedding(onehot)
         for layer in self.layers:
             h = layer(h, onehot, edge_index, edge_sh, edge_emb, emb_index)
         e = self.readout_2(torch.nn.functional.silu(self.readout_1(h))).squeeze(-1)
         e = e[:n] - e[n:][types]
-        return self.scale_shift(e, types)
+        return self.with_repulsion(self.scale_shift(e, types), types, edge_index, lengths)
 

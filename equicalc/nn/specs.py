@@ -17,6 +17,7 @@ from typing import ClassVar, Dict, Tuple
 
 from ..checks import check_value, checked_fields, option
 from .common import normalize_species
+from .zbl import zbl_reach
 
 __all__ = ["ModelSpec", "NequIPSpec", "AllegroSpec", "SPECS", "spec_from_dict"]
 
@@ -26,14 +27,20 @@ class ModelSpec:
     """Hyperparameters every architecture has."""
 
     species: Tuple[str, ...] = option(MISSING, "chemical symbols (or atomic numbers) the model knows, in type order")
-    r_max: float = option(5.0, "cutoff radius, Å", minimum=0, exclusive=True)
-    l_max: int = option(1, "highest rotation order of the equivariant features", minimum=0, maximum=8)
+    r_max: float = option(5.0, "cutoff radius, Å", minimum=0, exclusive=True, maximum=20.0)
+    l_max: int = option(1, "highest rotation order of the equivariant features", minimum=0, maximum=6)
     parity: bool = option(True, "O(3) features with both parities (true) or SO(3) only (false)")
-    num_layers: int = option(3, "number of interaction layers", minimum=1)
-    num_basis: int = option(8, "number of Bessel radial basis functions", minimum=1)
+    num_layers: int = option(3, "number of interaction layers", minimum=1, maximum=16)
+    num_basis: int = option(8, "number of Bessel radial basis functions", minimum=1, maximum=64)
     avg_num_neighbors: float = option(30.0, "mean neighbour count within r_max (message normalisation); "
                                             "training sets it from the data", minimum=0, exclusive=True)
-    poly_p: int = option(6, "exponent p of the polynomial cutoff envelope", minimum=1)
+    poly_p: int = option(6, "exponent p of the polynomial cutoff envelope", minimum=1, maximum=32)
+    zbl: bool = option(True, "add the ZBL screened nuclear repulsion, switched off inside the bonding range "
+                             "(equicalc.nn.zbl); models saved before it existed have none")
+    zbl_inner: float = option(0.35, "ZBL acts fully below this fraction of the pair's covalent-radius sum",
+                              minimum=0, exclusive=True)
+    zbl_outer: float = option(0.6, "ZBL is zero above this fraction of the pair's covalent-radius sum",
+                              minimum=0, exclusive=True, maximum=1.0)
 
     architecture: ClassVar[str] = ""
 
@@ -45,6 +52,12 @@ class ModelSpec:
             value = check_value(getattr(self, f.name), hints[f.name], f.name, dict(f.metadata), what=self.architecture)
             object.__setattr__(self, f.name, value)
         object.__setattr__(self, "species", tuple(normalize_species(self.species)))
+        if self.zbl and not self.zbl_inner < self.zbl_outer:
+            raise ValueError(f"{self.architecture}: zbl_inner ({self.zbl_inner}) must be below zbl_outer "
+                             f"({self.zbl_outer})")
+        if self.zbl and zbl_reach(self.species, self.zbl_outer) >= self.r_max:
+            raise ValueError(f"{self.architecture}: the ZBL term reaches {zbl_reach(self.species, self.zbl_outer):.2f} "
+                             f"Å, beyond r_max ({self.r_max} Å); lower zbl_outer or raise r_max")
 
     def to_dict(self) -> dict:
         """Plain values (species as a list), as model files and checkpoints store them."""
@@ -63,10 +76,10 @@ class ModelSpec:
 class NequIPSpec(ModelSpec):
     """NequIP (message passing): ``num_layers`` interaction blocks of ``num_features`` channels per irrep."""
 
-    num_features: int = option(32, "channels per irrep of the hidden features", minimum=1)
-    radial_hidden: int = option(64, "width of the hidden layers of the radial MLP", minimum=1)
-    radial_layers: int = option(2, "hidden layers of the radial MLP", minimum=0)
-    readout_hidden: int = option(16, "width of the scalar readout's hidden layer", minimum=1)
+    num_features: int = option(32, "channels per irrep of the hidden features", minimum=1, maximum=1024)
+    radial_hidden: int = option(64, "width of the hidden layers of the radial MLP", minimum=1, maximum=4096)
+    radial_layers: int = option(2, "hidden layers of the radial MLP", minimum=0, maximum=8)
+    readout_hidden: int = option(16, "width of the scalar readout's hidden layer", minimum=1, maximum=4096)
     resnet: bool = option(True, "residual updates between blocks of equal shape")
 
     architecture: ClassVar[str] = "nequip"
@@ -76,11 +89,12 @@ class NequIPSpec(ModelSpec):
 class AllegroSpec(ModelSpec):
     """Allegro (strictly local): a scalar and a tensor track on every pair within ``r_max``."""
 
-    num_layers: int = option(2, "number of tensor-product layers (body order grows with it)", minimum=1)
-    num_scalar_features: int = option(64, "width of the scalar track", minimum=1)
-    num_tensor_features: int = option(16, "channels per irrep of the tensor track", minimum=1)
-    mlp_hidden: int = option(64, "width of the hidden layers of the two-body, latent and readout MLPs", minimum=1)
-    mlp_layers: int = option(2, "hidden layers of the two-body and latent MLPs", minimum=0)
+    num_layers: int = option(2, "number of tensor-product layers (body order grows with it)", minimum=1, maximum=16)
+    num_scalar_features: int = option(64, "width of the scalar track", minimum=1, maximum=4096)
+    num_tensor_features: int = option(16, "channels per irrep of the tensor track", minimum=1, maximum=1024)
+    mlp_hidden: int = option(64, "width of the hidden layers of the two-body, latent and readout MLPs", minimum=1,
+                             maximum=4096)
+    mlp_layers: int = option(2, "hidden layers of the two-body and latent MLPs", minimum=0, maximum=8)
 
     architecture: ClassVar[str] = "allegro"
 

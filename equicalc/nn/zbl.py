@@ -19,11 +19,17 @@ import torch
 from ase.data import atomic_numbers, covalent_radii
 from torch import nn
 
-__all__ = ["ZBLRepulsion", "zbl_energy", "switch"]
+__all__ = ["ZBLRepulsion", "zbl_energy", "switch", "zbl_reach"]
 
 _KE = 14.399645  # e^2 / (4 pi eps0), eV Å
 _COEFFS = (0.18175, 0.50986, 0.28022, 0.02817)
 _EXPONENTS = (3.19980, 0.94229, 0.40290, 0.20162)
+
+
+def zbl_reach(species, outer: float) -> float:
+    """The largest distance (Å) at which any pair of ``species`` still feels the switched ZBL term."""
+    radii = [covalent_radii[atomic_numbers[s]] for s in species]
+    return outer * 2 * max(radii)
 
 
 def zbl_energy(r: torch.Tensor, zi: torch.Tensor, zj: torch.Tensor) -> torch.Tensor:
@@ -53,7 +59,6 @@ class ZBLRepulsion(nn.Module):
         self.register_buffer("z", z, persistent=False)
         self.register_buffer("r_in", inner * pair, persistent=False)
         self.register_buffer("r_out", outer * pair, persistent=False)
-        self.r_max = float(self.r_out.max())  # no pair beyond this feels the wall
 
     def forward(self, types: torch.Tensor, edge_index: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(N,) energies of the atoms whose ``types`` are given, from edge ``lengths`` (Å, every pair both ways)."""

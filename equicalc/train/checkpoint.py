@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 from typing import Optional, Union
 
-from ..model_io import (CHECKPOINT_FORMAT_NAME, CHECKPOINT_FORMAT_VERSION, atomic_torch_save, load_model,
-                        model_record, read_checked_file, save_model)
+from ..files import atomic_torch_save
+from ..model_io import (CHECKPOINT_FORMAT_NAME, CHECKPOINT_FORMAT_VERSION, load_model, model_record, read_checked_file,
+                        save_model)
 
 __all__ = ["save_checkpoint", "load_checkpoint", "deploy"]
 

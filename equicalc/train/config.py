@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 from ..checks import checked_fields, option, type_name, unknown_key
+from ..nn.common import normalize_species
 from ..nn.specs import SPECS
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "LossConfig", "TrainingConfig", "load_config",
@@ -87,12 +88,14 @@ class TrainingConfig:
     lr: float = option(5e-3, "peak learning rate", minimum=0, exclusive=True)
     weight_decay: float = option(0.0, "weight decay (AdamW: decoupled)", minimum=0)
     scheduler: str = option("plateau", "learning-rate schedule", choices=("plateau", "cosine", "constant"))
-    plateau_factor: float = option(0.5, "plateau: factor applied to the rate", minimum=0, exclusive=True)
+    plateau_factor: float = option(0.5, "plateau: factor applied to the rate", minimum=0, exclusive=True, maximum=1,
+                                   exclusive_max=True)
     plateau_patience: int = option(10, "plateau: epochs without improvement before reducing", minimum=0)
     warmup_epochs: float = option(0.0, "linear warm-up from 0 to `lr` over this many epochs (any schedule)", minimum=0)
     min_lr: float = option(1e-6, "floor of the rate; plateau stops training when it is reached", minimum=0)
     grad_clip: Optional[float] = option(10.0, "clip the gradient norm to this value; null for none", minimum=0, exclusive=True)
-    ema_decay: Optional[float] = option(0.99, "decay of the exponential moving average of the weights; null for none", minimum=0)
+    ema_decay: Optional[float] = option(0.99, "decay of the exponential moving average of the weights; null for none",
+                                        minimum=0, maximum=1, exclusive_max=True)
     early_stopping_patience: Optional[int] = option(None, "stop after this many epochs without a better validation loss", minimum=1)
     max_minutes: Optional[float] = option(None, "wall-clock limit of one invocation; resume with --restart", minimum=0, exclusive=True)
     seed: int = option(0, "seed of the batch order")
@@ -164,6 +167,11 @@ def config_from_dict(raw: dict, base_dir: Union[str, os.PathLike] = ".") -> Conf
     if "data" not in raw:
         raise ValueError("config: section 'data' is required (at least data.train)")
     data_vals = checked_fields(DataConfig, raw["data"], "data.")
+    if data_vals.get("species") is not None:
+        try:
+            data_vals["species"] = normalize_species(data_vals["species"])
+        except ValueError as exc:
+            raise ValueError(f"config: 'data.species': {exc}") from None
     for key in ("train", "val", "test"):
         if data_vals.get(key) is not None:
             p = Path(data_vals[key]).expanduser()

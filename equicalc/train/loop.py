@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,10 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from ..data import Batch, GraphDataset, collate, dataset_statistics, frames_by_split
+from ..data import Batch, GraphDataset, check_species, collate, dataset_statistics, frames_by_split
 from ..device import resolve_device, resolve_dtype
 from ..evaluate import Accumulator, error_metrics, format_metrics, parity_plot, predict, stress_from_virial
+from ..files import atomic_copy, remove_temporary
 from ..model_io import build_model, load_model, model_from_payload, save_model
 from ..nn import SPECS
 from ..nn.forces import compute_properties
@@ -189,19 +191,21 @@ class TrainingRun:
 
 
 def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_after_epochs: Optional[int] = None,
-          echo: bool = True) -> Dict[str, object]:
+          echo: bool = True, overwrite: bool = False) -> Dict[str, object]:
     """Train a model as ``cfg`` says; returns a summary (paths, epochs, test metrics).
 
     Args:
         cfg: checked configuration (``load_config``).
-        restart: resume from ``<run_dir>/checkpoint_last.pt``.
+        restart: resume from ``<run_dir>/checkpoint_last.pt`` (only with the config and data that started it;
+            the epoch limits, threads and device may change).
+        overwrite: start afresh where ``run_dir`` already holds a run, deleting its files.
         show_progress: progress bar over each epoch's batches.
         stop_after_epochs: end this invocation after so many epochs (as if killed
             after a checkpoint); a later ``restart=True`` call continues.
         echo: print the log to the console (it always goes to ``<run_dir>/log.txt``).
     """
     t_start = time.time()
-    run = setup(cfg, restart, echo)
+    run = setup(cfg, restart, echo, overwrite)
     tc = cfg.training
     stop_reason, epochs_this_run, epoch_seconds = "max_epochs", 0, 0.0
     while run.state["epoch"] < tc.max_epochs:
@@ -214,6 +218,9 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
         t_epoch = time.time()
         record = train_one_epoch(run, show_progress)
         val_m = validate(run.eval_model, run.data["val"], cfg, run.device)
+        if not math.isfinite(val_m["loss"]):
+            raise RuntimeError(f"training stopped: the validation loss of epoch {record['epoch']} is {val_m['loss']}; "
+                               f"nothing of this epoch was saved, {run.last_path} holds the last good state")
         end_epoch(run, record, val_m, t_epoch)
         epoch_seconds = time.time() - t_epoch
         epochs_this_run += 1
@@ -232,20 +239,14 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
     return summary
 
 
-def setup(cfg: Config, restart: bool, echo: bool = True) -> TrainingRun:
+def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False) -> TrainingRun:
     """The data, model, optimiser and schedule of a run: fresh, fine-tuned (``init_from``) or resumed."""
     tc = cfg.training
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     device = resolve_device(tc.device)
     run_dir = Path(cfg.run_dir)
-    last_path = run_dir / "checkpoint_last.pt"
-    if not restart and last_path.exists():
-        raise FileExistsError(f"{run_dir} already holds a training run; resume it with --restart "
-                              "or choose another run_dir")
-    if restart and not last_path.exists():
-        raise FileNotFoundError(f"cannot restart: no checkpoint at {last_path}")
-    ckpt = load_checkpoint(last_path) if restart else None
+    ckpt = _open_run_dir(cfg, run_dir, restart, overwrite)
     start = _initial_model(cfg) if cfg.model.init_from and not restart else None
     run_dir.mkdir(parents=True, exist_ok=True)
     log = _Log(run_dir / "log.txt", echo)
@@ -257,6 +258,8 @@ def setup(cfg: Config, restart: bool, echo: bool = True) -> TrainingRun:
         r_max = cfg.model.options.get("r_max", SPECS[cfg.model.architecture].r_max)
     data = _read_data(cfg, r_max)
     model, stats = _start_model(cfg, data["train"], ckpt, start, log)
+    for split, dataset in data.items():
+        check_species(dataset.frames, model.species, f"the {split} data")
     model = model.to(device)
     log(f"frames: {len(data['train'])} train, {len(data['val'])} val, {len(data.get('test', []))} test; "
         f"species {stats['species']}; force RMS {stats['force_rms']:.3f} eV/Å; <n> = {stats['avg_num_neighbors']:.2f} "
@@ -270,9 +273,79 @@ def setup(cfg: Config, restart: bool, echo: bool = True) -> TrainingRun:
             p.requires_grad_(False)
     run = TrainingRun(cfg, device, run_dir, log, data, stats, model, ema_model, _optimizer(model, tc),
                       _Schedule(tc, math.ceil(len(data["train"]) / tc.batch_size)))
+    run.state["data_sha256"] = data_fingerprint(cfg)
     if ckpt is not None:
         _resume(run, ckpt)
     return run
+
+
+RUN_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "log.txt", "parity.png", "model.pth")
+# what may differ when a run resumes: how long and where it runs, not what it computes
+RESUMABLE_CHANGES = {"run_dir", "model_path", "training.max_epochs", "training.max_minutes", "training.num_threads",
+                     "training.device", "training.eval_batch_size", "training.early_stopping_patience"}
+
+
+def _open_run_dir(cfg: Config, run_dir: Path, restart: bool, overwrite: bool):
+    """The checkpoint to resume (checked to be this config's run), or None for a fresh start in ``run_dir``.
+
+    A fresh start over an existing run needs ``overwrite``, which deletes the run's files (and says which).
+    Temporary files that a killed write left behind are removed.
+    """
+    remove_temporary(run_dir)
+    last_path = run_dir / "checkpoint_last.pt"
+    if restart and overwrite:
+        raise ValueError("restart resumes a run and overwrite deletes it: choose one")
+    if not restart and last_path.exists():
+        if not overwrite:
+            raise FileExistsError(f"{run_dir} already holds a training run; resume it with --restart, start afresh "
+                                  "with --overwrite (deletes its checkpoints, metrics and log), or choose another run_dir")
+        deleted = [p for p in (run_dir / name for name in RUN_FILES) if p.exists()]
+        for p in deleted:
+            p.unlink()
+        print(f"overwrite: deleted {', '.join(str(p) for p in deleted)}")
+    if not restart:
+        return None
+    if not last_path.exists():
+        raise FileNotFoundError(f"cannot restart: no checkpoint at {last_path}")
+    ckpt = load_checkpoint(last_path)
+    _check_same_run(cfg, ckpt, last_path)
+    return ckpt
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _check_same_run(cfg: Config, ckpt: dict, path: Path) -> None:
+    """``ValueError`` naming what differs when ``cfg`` (or its data files) is not what started the checkpoint's run."""
+    then, now = _flat(ckpt.get("config") or {}), _flat(cfg.to_dict())
+    differ = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
+    if differ:
+        changes = "; ".join(f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in differ)
+        raise ValueError(f"cannot restart {path}: the config differs from the run's ({changes}); resume with the "
+                         "config that started it, or start a new run")
+    stored = ckpt.get("state", {}).get("data_sha256")
+    if stored:
+        current = data_fingerprint(cfg)
+        changed = [split for split in stored if stored[split] != current.get(split)]
+        if changed:
+            raise ValueError(f"cannot restart {path}: the {' and '.join(changed)} data file(s) changed since the "
+                             "run started")
+
+
+def data_fingerprint(cfg: Config) -> dict:
+    """SHA-256 of each data file of the config (``train``, ``val``, ``test``)."""
+    import hashlib
+
+    out = {}
+    for split in ("train", "val", "test"):
+        path = getattr(cfg.data, split)
+        if path is not None and Path(path).is_file():
+            out[split] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return out
 
 
 def _read_data(cfg: Config, r_max: float) -> Dict[str, GraphDataset]:
@@ -316,13 +389,20 @@ def _optimizer(model, tc) -> torch.optim.Optimizer:
 
 
 def _resume(run: TrainingRun, ckpt: dict) -> None:
-    """Optimiser, EMA, schedule and counters from a checkpoint; metrics rows after it are dropped."""
+    """Optimiser, EMA, schedule and counters from a checkpoint; the run's files made consistent with it.
+
+    Metrics rows after it are dropped, and a best checkpoint that a kill left behind the last one is restored.
+    """
     if run.ema_model is not None and ckpt.get("ema_state_dict") is not None:
         run.ema_model.load_state_dict(ckpt["ema_state_dict"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.state.update(ckpt["state"])
     run.schedule.load(ckpt["state"]["schedule"])
     _truncate_csv(run.run_dir / "metrics.csv", run.state["epoch"])
+    if run.state["best_epoch"] == run.state["epoch"]:
+        best_epoch = load_checkpoint(run.best_path)["state"]["epoch"] if run.best_path.exists() else None
+        if best_epoch != run.state["epoch"]:
+            atomic_copy(run.last_path, run.best_path)
     run.log(f"resumed from {run.last_path} after epoch {run.state['epoch']}")
 
 
@@ -337,6 +417,10 @@ def take_step(run: TrainingRun, batch: Batch) -> Dict[str, torch.Tensor]:
     if want_stress:
         out["stress"] = stress_from_virial(out["virial"], batch)
     parts = loss_terms(out, batch, run.cfg.loss)
+    if not bool(torch.isfinite(parts["total"])):
+        raise RuntimeError(f"training stopped: the loss became {float(parts['total'])} at step {run.state['step'] + 1} "
+                           f"of epoch {run.state['epoch'] + 1} (learning rate {lr:.3g}); nothing of this epoch was "
+                           f"saved, {run.last_path} holds the last good state")
     run.optimizer.zero_grad(set_to_none=True)
     parts["total"].backward()
     if tc.grad_clip is not None:
@@ -387,18 +471,21 @@ def end_epoch(run: TrainingRun, record: dict, val_m: dict, t_epoch: float) -> No
         state["bad_epochs"] += 1
     state["schedule"] = run.schedule.state()
     train_m = record["metrics"]
-    args = (run.model, run.ema_model, run.optimizer, state, run.cfg.to_dict(), run.stats,
-            {"train": train_m, "val": val_m})
-    save_checkpoint(run.last_path, *args)
-    if improved:
-        save_checkpoint(run.best_path, *args)
     row = {"epoch": epoch, "time_s": round(time.time() - t_epoch, 2), "lr": record["lr"],
            "train_loss": record["loss"], "val_loss": val_m["loss"],
            "structures_per_s": round(record["structures_per_s"], 3)}
     for prefix, m in (("train", train_m), ("val", val_m)):
         for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "stress_mae"):
             row[f"{prefix}_{key}"] = m[key]
+    # the order makes a kill at any instant harmless: the metrics row first (rows after the last checkpoint are
+    # dropped on resume), then checkpoint_last (the commit), then checkpoint_best (a copy of a committed epoch,
+    # restored from checkpoint_last on resume if the kill came between the two)
     _append_csv(run.run_dir / "metrics.csv", row)
+    args = (run.model, run.ema_model, run.optimizer, state, run.cfg.to_dict(), run.stats,
+            {"train": train_m, "val": val_m})
+    save_checkpoint(run.last_path, *args)
+    if improved:
+        save_checkpoint(run.best_path, *args)
     run.log(f"epoch {epoch:4d}  lr {record['lr']:.2e}  loss {row['train_loss']:.4g}/{val_m['loss']:.4g}  "
             f"E {train_m['energy_mae']:.2f}/{val_m['energy_mae']:.2f} meV/atom  "
             f"F {train_m['forces_mae']:.1f}/{val_m['forces_mae']:.1f} meV/Å  "
@@ -452,12 +539,14 @@ def _append_csv(path: Path, row: dict) -> None:
 
 
 def _truncate_csv(path: Path, last_epoch: int) -> None:
-    """Drop rows written after the checkpoint we resume from."""
+    """Drop rows written after the checkpoint we resume from (and a row a kill cut short), atomically."""
     if not path.exists():
         return
     with open(path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= last_epoch]
-    with open(path, "w", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if None not in r.values() and int(r["epoch"]) <= last_epoch]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=_CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(tmp, path)
