@@ -72,11 +72,14 @@ def check_value(value, tp, name: str, meta: dict, what: str = "config"):
                 return None
             raise ValueError(f"{what}: '{name}' must not be null")
         options = [a for a in args if a is not type(None)]
+        errors = []
         for a in options:
             try:
                 return check_value(value, a, name, meta, what)
-            except ValueError:
-                pass
+            except ValueError as exc:
+                errors.append(exc)
+        if len(options) == 1:
+            raise errors[0]
         raise ValueError(f"{what}: '{name}' must be {' or '.join(type_name(a) for a in options)}, got {value!r}")
     value = _check_type(value, tp, name, what)
     choices = meta.get("choices")

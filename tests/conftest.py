@@ -21,6 +21,8 @@ def small_model(dtype="float64", seed=0, architecture="nequip", **kwargs):
     """A tiny model of the given architecture, fast enough for many evaluations in tests."""
     cfg = dict(species=["Cu", "Zr"], r_max=4.0, l_max=2, num_layers=2, num_basis=6, avg_num_neighbors=12.0,
                scales={"Cu": 0.3, "Zr": 0.4}, shifts={"Cu": -3.5, "Zr": -6.2}, **_SMALL[architecture])
+    if "species" in kwargs and "scales" not in kwargs:  # per-species values only for the species it has
+        cfg["scales"] = 0.3
     cfg.update(kwargs)
     return build_model(architecture, dtype=dtype, seed=seed, **cfg)
 

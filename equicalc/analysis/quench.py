@@ -280,13 +280,17 @@ def _read_csv(path: Path) -> Dict[str, np.ndarray]:
     return out
 
 
-def _save_state(directory: Path, atoms, step: int, p_eps: float, protocol: dict, calculator: dict) -> None:
-    """The whole MD state in one file, written atomically: a kill leaves the previous state or this one."""
+def _save_state(directory: Path, atoms, step: int, barostat: dict, protocol: dict, calculator: dict) -> None:
+    """The whole MD state in one file, written atomically: a kill leaves the previous state or this one.
+
+    ``barostat``: the integrator's cell momentum ``p_eps`` and cell force ``force_eps`` (the latter was computed
+    before the step's last velocity half-kick, so it cannot be recomputed from the saved velocities).
+    """
     from ase.io.jsonio import encode
 
     from ..files import atomic_write
 
-    text = encode({"step": step, "p_eps": p_eps, "protocol": protocol, "calculator": calculator,
+    text = encode({"step": step, "barostat": barostat, "protocol": protocol, "calculator": calculator,
                    "atoms": atoms.todict()})
     atomic_write(directory / "state.json", lambda tmp: Path(tmp).write_text(text))
 
@@ -350,10 +354,10 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
 
     v_limit = max_expansion * atoms.get_volume() / len(atoms)
     fingerprint = calculator_fingerprint(calc)
-    atoms, start_step, p_eps = _start(atoms, calc, directory, protocol, fingerprint, overwrite)
+    atoms, start_step, barostat = _start(atoms, calc, directory, protocol, fingerprint, overwrite)
     atoms.calc = calc
     if start_step < protocol["n_steps"]:
-        dyn = _dynamics(atoms, protocol, start_step, p_eps, t_tau, p_tau)
+        dyn = _dynamics(atoms, protocol, start_step, barostat, t_tau, p_tau)
         with _Records(directory, protocol, fingerprint, start_step, trajectory_interval) as records:
             _run_segment(dyn, atoms, records, protocol, start_step, sample_interval, trajectory_interval,
                          checkpoint_interval, v_limit, show_progress)
@@ -407,7 +411,7 @@ def _start(atoms, calc, directory: Path, protocol: dict, fingerprint: dict, over
                                  f"{', '.join(differ)}); resume it with what started it, use another directory, "
                                  "or start afresh with overwrite")
         _truncate_records(directory / "quench.csv", directory / "quench.traj", int(saved["step"]))
-        return saved["atoms"], int(saved["step"]), float(saved["p_eps"])
+        return saved["atoms"], int(saved["step"]), saved["barostat"]
     deleted = [directory / name for name in RUN_FILES if (directory / name).exists()]
     for p in deleted:
         p.unlink()
@@ -421,7 +425,7 @@ def _start(atoms, calc, directory: Path, protocol: dict, fingerprint: dict, over
         FIRE(atoms, logfile=None).run(fmax=0.2, steps=protocol["relax_steps"])
     thermalize_momenta(atoms, temperature_K=protocol["t_melt"], rng=np.random.default_rng(protocol["seed"]))
     Stationary(atoms)
-    return atoms, 0, 0.0
+    return atoms, 0, None
 
 
 def _target(step: int, protocol: dict) -> float:
@@ -430,8 +434,9 @@ def _target(step: int, protocol: dict) -> float:
                                       p["cooling_rate"], p["melt_time"]))
 
 
-def _dynamics(atoms, protocol: dict, start_step: int, p_eps: float, t_tau: float, p_tau: float):
-    """ASE's LangevinBAOAB NPT (isotropic), its noise seeded by the protocol's seed and the start step."""
+def _dynamics(atoms, protocol: dict, start_step: int, barostat, t_tau: float, p_tau: float):
+    """ASE's LangevinBAOAB NPT (isotropic), its noise seeded by the protocol's seed and the start step, its cell
+    momentum and force those of a saved state (``barostat``; None: a fresh start)."""
     from ase import units
     from ase.md.langevinbaoab import LangevinBAOAB
 
@@ -441,7 +446,8 @@ def _dynamics(atoms, protocol: dict, start_step: int, p_eps: float, t_tau: float
                             externalstress=-protocol["pressure_bar"] * units.bar, hydrostatic=True,
                             T_tau=t_tau * units.fs, P_tau=p_tau * units.fs,
                             rng=np.random.default_rng([protocol["seed"], start_step]))
-    dyn.p_eps = p_eps
+    if barostat is not None:
+        dyn.p_eps, dyn.force_eps = barostat["p_eps"], barostat["force_eps"]
     return dyn
 
 
@@ -473,11 +479,11 @@ class _Records:
         atoms.info["step"] = step
         self.traj.write(atoms)
 
-    def save_state(self, atoms, step: int, p_eps: float) -> None:
+    def save_state(self, atoms, step: int, barostat: dict) -> None:
         """Commit: the rows and frames so far reach the disk, then the state (the point a resume starts from)."""
         self.fh.flush()
         os.fsync(self.fh.fileno())
-        _save_state(self.directory, atoms, step, p_eps, self.protocol, self.fingerprint)
+        _save_state(self.directory, atoms, step, barostat, self.protocol, self.fingerprint)
 
     def __exit__(self, *exc):
         self.fh.close()
@@ -524,7 +530,7 @@ def _run_segment(dyn, atoms, records: _Records, protocol: dict, step: int, sampl
             if trajectory_interval and step % trajectory_interval == 0:
                 records.frame(atoms, step)
             if step % checkpoint_interval == 0 or step == n_steps:
-                records.save_state(atoms, step, float(dyn.p_eps))
+                records.save_state(atoms, step, {"p_eps": dyn.p_eps, "force_eps": dyn.force_eps})
                 # the noise after a saved state depends on that state's step only, so a run resumed
                 # from it continues exactly as the uninterrupted run does
                 dyn.rng = np.random.default_rng([protocol["seed"], step])

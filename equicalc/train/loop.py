@@ -219,8 +219,8 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
         record = train_one_epoch(run, show_progress)
         val_m = validate(run.eval_model, run.data["val"], cfg, run.device)
         if not math.isfinite(val_m["loss"]):
-            raise RuntimeError(f"training stopped: the validation loss of epoch {record['epoch']} is {val_m['loss']}; "
-                               f"nothing of this epoch was saved, {run.last_path} holds the last good state")
+            raise RuntimeError(f"training stopped: the validation loss of epoch {record['epoch']} is "
+                               f"{val_m['loss']}; {_kept(run)}")
         end_epoch(run, record, val_m, t_epoch)
         epoch_seconds = time.time() - t_epoch
         epochs_this_run += 1
@@ -406,6 +406,14 @@ def _resume(run: TrainingRun, ckpt: dict) -> None:
     run.log(f"resumed from {run.last_path} after epoch {run.state['epoch']}")
 
 
+def _kept(run: TrainingRun) -> str:
+    """What a stopped run leaves, for its error message."""
+    if run.state["epoch"] == 0:
+        return "no epoch had finished, so nothing was saved (a lower training.lr may help)"
+    return (f"nothing of this epoch was saved: {run.last_path} holds the last good state (epoch {run.state['epoch']}; "
+            "a lower training.lr may help)")
+
+
 def take_step(run: TrainingRun, batch: Batch) -> Dict[str, torch.Tensor]:
     """One optimisation step on ``batch``: forward with forces (and stress), loss, backward, update, EMA."""
     tc = run.cfg.training
@@ -418,9 +426,8 @@ def take_step(run: TrainingRun, batch: Batch) -> Dict[str, torch.Tensor]:
         out["stress"] = stress_from_virial(out["virial"], batch)
     parts = loss_terms(out, batch, run.cfg.loss)
     if not bool(torch.isfinite(parts["total"])):
-        raise RuntimeError(f"training stopped: the loss became {float(parts['total'])} at step {run.state['step'] + 1} "
-                           f"of epoch {run.state['epoch'] + 1} (learning rate {lr:.3g}); nothing of this epoch was "
-                           f"saved, {run.last_path} holds the last good state")
+        raise RuntimeError(f"training stopped: the loss became {parts['total'].item()} at step {run.state['step'] + 1} "
+                           f"of epoch {run.state['epoch'] + 1} (learning rate {lr:.3g}); {_kept(run)}")
     run.optimizer.zero_grad(set_to_none=True)
     parts["total"].backward()
     if tc.grad_clip is not None:
