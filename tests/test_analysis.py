@@ -173,7 +173,7 @@ def test_quench_follows_the_ramp_and_resumes(tmp_path):
         _quench_killed_at(b, 230, kw)
     partial = QuenchResult.load(b)
     assert partial.data["step"][-1] == 230
-    done = quench(emt_alloy(), EMT(), directory=b, **kw)
+    done = quench(emt_alloy(), _Killer(), directory=b, **kw)  # the same calculator: a run resumes only with it
     steps = done.data["step"]
     assert steps[-1] == n_steps and np.all(np.diff(steps) == 5)
     np.testing.assert_array_equal(done.data["temperature_K"][: 200 // 5], partial.data["temperature_K"][: 200 // 5])
@@ -184,17 +184,25 @@ def test_quench_follows_the_ramp_and_resumes(tmp_path):
     assert [a.info["step"] for a in done.glass_frames()] == [450]
 
 
+class _Killer(EMT):
+    """EMT that raises KeyboardInterrupt on the call after ``limit`` (None: never), as a kill would."""
+
+    limit = None
+    calls = 0
+
+    def calculate(self, *args, **kwargs):
+        _Killer.calls += 1
+        if _Killer.limit is not None and _Killer.calls > _Killer.limit:
+            raise KeyboardInterrupt
+        super().calculate(*args, **kwargs)
+
+
 def _quench_killed_at(directory, step, kw):
-    class Killer(EMT):
-        calls = 0
-
-        def calculate(self, *args, **kwargs):
-            Killer.calls += 1
-            if Killer.calls > step + 1:
-                raise KeyboardInterrupt
-            super().calculate(*args, **kwargs)
-
-    quench(emt_alloy(), Killer(), directory=directory, **kw)
+    _Killer.calls, _Killer.limit = 0, step + 1
+    try:
+        quench(emt_alloy(), _Killer(), directory=directory, **kw)
+    finally:
+        _Killer.limit = None
 
 
 def test_quench_relaxes_a_random_start(tmp_path):

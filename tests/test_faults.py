@@ -52,12 +52,15 @@ def test_non_finite_weights_and_bad_versions_are_refused(tmp_path):
     torch.save(payload, tmp_path / "nan.pth")
     with pytest.raises(ValueError, match=f"weight '{key}' holds NaN or infinite values"):
         load_model(tmp_path / "nan.pth")
+    payload = torch.load(path, weights_only=True)
     for version in (True, -5, 0, "2", 1.0):
+        torch.save(dict(payload, format_version=version), tmp_path / "version.pth")
         with pytest.raises(ValueError, match="no valid format version"):
-            load_model(_saved(tmp_path, format_version=version))
+            load_model(tmp_path / "version.pth")
+    torch.save(dict(payload, format_version=FORMAT_VERSION + 1), tmp_path / "version.pth")
     with pytest.raises(ValueError, match="newer than this equicalc supports"):
-        load_model(_saved(tmp_path, format_version=FORMAT_VERSION + 1))
-    payload = torch.load(_saved(tmp_path), weights_only=True)
+        load_model(tmp_path / "version.pth")
+    payload = torch.load(path, weights_only=True)
     del payload["config"]["species"]
     torch.save(payload, tmp_path / "nospecies.pth")
     with pytest.raises(ValueError, match="'species' is required"):

@@ -10,6 +10,7 @@ TEXT = README.read_text()
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, re.S)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=[f"python-{k}" for k in range(len(PYTHON_BLOCKS))])
 def test_python_blocks_run(block, tmp_path, monkeypatch):
     from conftest import random_cuzr, small_model

@@ -89,10 +89,10 @@ def test_convolve_is_gather_product_sum(l_max, parity):
 
 def test_fused_convolution_gradients_pass_gradcheck():
     torch.manual_seed(2)
-    irreps, sh = irreps_for(2, True, channels=3)
+    irreps, sh = irreps_for(2, True, channels=2)
     tp = ChannelwiseTensorProduct(irreps, sh, irreps).double()
     plan = ConvolutionPlan(tp)
-    n, e, pairs = 5, 16, 8
+    n, e, pairs = 4, 10, 6
     x = torch.randn(n, irreps.dim, dtype=torch.float64, requires_grad=True)
     y = torch.randn(e, sh.dim, dtype=torch.float64, requires_grad=True)
     w = torch.randn(pairs, tp.weight_numel, dtype=torch.float64, requires_grad=True)

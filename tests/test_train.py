@@ -206,6 +206,7 @@ def test_restart_gives_the_same_weights(emt_files, tmp_path):
         assert torch.equal(x, y), k
 
 
+@pytest.mark.slow
 def test_eval_and_deploy_cli(emt_files, tmp_path, capsys):
     cfg = tiny_config(emt_files, tmp_path / "run", max_epochs=1)
     summary = train(cfg, show_progress=False, echo=False)
@@ -269,6 +270,7 @@ def test_allegro_trains_from_a_config(emt_files, tmp_path):
         config_from_dict({"data": {"train": "x"}, "model": {"architecture": "allegro", "num_tensor_feature": 2}})
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_given_model(emt_files, tmp_path):
     base = train(tiny_config(emt_files, tmp_path / "base", max_epochs=2), show_progress=False, echo=False)
     raw = {"run_dir": str(tmp_path / "tuned"), "data": {"train": "train.extxyz", "val": "val.extxyz"},
