@@ -57,3 +57,45 @@ def model64(request):
 @pytest.fixture(scope="session", params=ARCHITECTURES)
 def model32(request):
     return small_model(dtype="float32", architecture=request.param)
+
+
+def emt_frames(n, seed=0):
+    """Rattled, strained Cu–Au fcc cells labelled with ASE's EMT (energy, forces, stress)."""
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
+        atoms.numbers[rng.random(len(atoms)) < 0.3] = 79
+        strain = np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))
+        atoms.set_cell(atoms.cell.array @ (0.5 * (strain + strain.T)), scale_atoms=True)
+        atoms.positions += rng.normal(scale=0.12, size=atoms.positions.shape)
+        atoms.calc = EMT()
+        atoms.get_potential_energy(), atoms.get_stress()
+        frames.append(atoms)
+    return frames
+
+
+def write_emt_data(folder, n_train, n_val):
+    """``train.extxyz`` and ``val.extxyz`` of EMT frames in ``folder``; returns it."""
+    from ase.io import write
+
+    write(folder / "train.extxyz", emt_frames(n_train, seed=1))
+    write(folder / "val.extxyz", emt_frames(n_val, seed=2))
+    return folder
+
+
+def training_config(data, run_dir, model=None, **training):
+    """A small float64 NequIP training config on ``write_emt_data`` files (``model``: hyperparameters to change)."""
+    from equicalc.train import config_from_dict
+
+    hyper = dict(r_max=4.0, l_max=1, num_layers=2, num_features=8, num_basis=6, radial_hidden=16, dtype="float64")
+    hyper.update(model or {})
+    return config_from_dict({
+        "run_dir": str(run_dir),
+        "data": {"train": "train.extxyz", "val": "val.extxyz"},
+        "model": hyper,
+        "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0},
+        "training": {"batch_size": 4, "max_epochs": 3, "lr": 0.01, "num_threads": 2, **training},
+    }, base_dir=data)

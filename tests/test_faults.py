@@ -10,7 +10,7 @@ import torch
 from ase import Atoms
 from ase.calculators.emt import EMT
 
-from conftest import random_cuzr, small_model
+from conftest import random_cuzr, small_model, training_config, write_emt_data
 from equicalc import EquiCalc, build_model, load_model, save_model
 from equicalc.cli import main
 from equicalc.model_io import FORMAT_VERSION
@@ -177,21 +177,12 @@ def test_models_saved_before_the_wall_existed_have_none(tmp_path):
 
 @pytest.fixture(scope="module")
 def emt_data(tmp_path_factory):
-    from ase.io import write
-    from test_train import emt_frames
-
-    d = tmp_path_factory.mktemp("emt")
-    write(d / "train.extxyz", emt_frames(16, seed=1))
-    write(d / "val.extxyz", emt_frames(4, seed=2))
-    return d
+    return write_emt_data(tmp_path_factory.mktemp("emt"), 16, 4)
 
 
 def _config(data, run_dir, **training):
-    raw = {"run_dir": str(run_dir), "data": {"train": "train.extxyz", "val": "val.extxyz"},
-           "model": {"r_max": 4.0, "l_max": 1, "num_layers": 1, "num_features": 4, "num_basis": 4,
-                     "radial_hidden": 8, "dtype": "float64"},
-           "training": {"batch_size": 4, "max_epochs": 3, "lr": 0.01, "num_threads": 2, **training}}
-    return config_from_dict(raw, base_dir=data)
+    return training_config(data, run_dir, {"num_layers": 1, "num_features": 4, "num_basis": 4, "radial_hidden": 8},
+                           **training)
 
 
 @pytest.mark.parametrize("section, key, value, message", [

@@ -4,8 +4,6 @@ import csv
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk
-from ase.calculators.emt import EMT
 from ase.io import write
 
 from equicalc import load_model
@@ -13,43 +11,16 @@ from equicalc.cli import main
 from equicalc.data import GraphDataset, dataset_statistics, read_frames, split_indices
 from equicalc.train import config_from_dict, config_reference, load_config, train
 from equicalc.train.checkpoint import load_checkpoint
-
-
-def emt_frames(n, seed=0):
-    """Rattled, strained Cu–Au fcc cells labelled with ASE's EMT (energy, forces, stress)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
-        atoms.numbers[rng.random(len(atoms)) < 0.3] = 79
-        strain = np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))
-        atoms.set_cell(atoms.cell.array @ (0.5 * (strain + strain.T)), scale_atoms=True)
-        atoms.positions += rng.normal(scale=0.12, size=atoms.positions.shape)
-        atoms.calc = EMT()
-        atoms.get_potential_energy(), atoms.get_stress()
-        frames.append(atoms)
-    return frames
+from conftest import emt_frames, training_config, write_emt_data
 
 
 @pytest.fixture(scope="module")
 def emt_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("emt")
-    write(d / "train.extxyz", emt_frames(40, seed=1))
-    write(d / "val.extxyz", emt_frames(10, seed=2))
-    return d
+    return write_emt_data(tmp_path_factory.mktemp("emt"), 40, 10)
 
 
 def tiny_config(emt_files, run_dir, **training):
-    t = dict(batch_size=4, max_epochs=3, lr=0.01, num_threads=2)
-    t.update(training)
-    return config_from_dict({
-        "run_dir": str(run_dir),
-        "data": {"train": "train.extxyz", "val": "val.extxyz"},
-        "model": {"r_max": 4.0, "l_max": 1, "num_layers": 2, "num_features": 8, "num_basis": 6,
-                  "radial_hidden": 16, "dtype": "float64"},
-        "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0},
-        "training": t,
-    }, base_dir=emt_files)
+    return training_config(emt_files, run_dir, **training)
 
 
 def test_read_frames_and_errors(tmp_path):
