@@ -19,9 +19,9 @@ import torch
 
 __all__ = ["AtomicGraph", "check_atoms", "check_distances", "MIN_DISTANCE"]
 
-# Closest approach (Å) that any evaluation accepts. Below 0.1 Å the screened nuclear repulsion of any pair
-# heavier than hydrogen exceeds 10^4 eV (Cu–Cu: about 4e4 eV; ZBL), a state no simulation reaches: such
-# input is a mistake (a duplicated atom, positions in the wrong unit) and at 0 the edge direction is undefined.
+# Closest approach (Å) that any evaluation accepts. At 0.1 Å the screened nuclear repulsion (ZBL) is about
+# 90 eV for H–H and 5e4 eV for Cu–Cu, a state no simulation reaches: such input is a mistake (a duplicated
+# atom, positions in the wrong unit), and at 0 the edge direction is undefined.
 MIN_DISTANCE = 0.1
 
 
