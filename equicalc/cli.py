@@ -72,25 +72,38 @@ def _calculator(args):
 
 
 def cmd_md(args) -> int:
-    from .md import run_md
+    from .md import run_replicas
     from .systems import random_alloy
 
-    if args.output:
-        _check_new_output(args.output, args.overwrite)
+    outputs = _replica_outputs(args.output, args.replicas) if args.output else []
+    for path in outputs:
+        _check_new_output(path, args.overwrite)
     calc, label = _calculator(args)
-    atoms = random_alloy(args.atoms, args.composition, volume_per_atom=16.3, seed=args.seed)
-    print(f"MD ({args.ensemble.upper()}) of {len(atoms)} atoms, {atoms.get_chemical_formula()}, "
-          f"{args.temperature:g} K, {args.steps} steps of {args.timestep:g} fs, with {label}")
-    res = run_md(atoms, calc, args.steps, args.temperature, args.ensemble, args.pressure, args.timestep, args.seed,
-                 trajectory=args.output or None, interval=args.interval, show_progress=not args.quiet,
-                 record={"command": "equicalc md", "model": label, "composition": args.composition,
-                         "atoms": args.atoms})
-    print(f"done: {res['ms_per_step']:.1f} ms/step; last 20% of the run: T = {res['mean_temperature_K']:.0f} K, "
-          f"Epot = {res['mean_epot_per_atom']:.4f} eV/atom, V = {res['mean_volume_per_atom']:.2f} Å^3/atom; "
-          f"neighbour list built {calc.neighbors.builds} times in {calc.neighbors.calls} evaluations")
-    if args.output:
-        print(f"trajectory written to {args.output}, what made it to {res['record']}")
+    structures = [random_alloy(args.atoms, args.composition, volume_per_atom=16.3, seed=args.seed + k)
+                  for k in range(args.replicas)]
+    print(f"MD ({args.ensemble.upper()}) of {args.replicas} x {args.atoms} atoms, "
+          f"{structures[0].get_chemical_formula()}, {args.temperature:g} K, {args.steps} steps of {args.timestep:g} fs, "
+          f"with {label}" + (" (replicas in lockstep, one batched call per step)" if args.replicas > 1 else ""))
+    results = run_replicas(structures, calc, args.steps, args.temperature, args.ensemble, args.pressure,
+                           args.timestep, args.seed, trajectory=args.output or None, interval=args.interval,
+                           show_progress=not args.quiet,
+                           record={"command": "equicalc md", "model": label, "composition": args.composition,
+                                   "atoms": args.atoms})
+    for k, res in enumerate(results):
+        print(f"{'replica ' + str(k) + ': ' if args.replicas > 1 else 'done: '}{res['ms_per_step']:.1f} ms/step; "
+              f"last 20% of the run: T = {res['mean_temperature_K']:.0f} K, Epot = {res['mean_epot_per_atom']:.4f} "
+              f"eV/atom, V = {res['mean_volume_per_atom']:.2f} Å^3/atom")
+    for path, res in zip(outputs, results):
+        print(f"trajectory written to {path}, what made it to {res['record']}")
     return 0
+
+
+def _replica_outputs(output: str, replicas: int) -> list:
+    """The trajectory file of each replica (``md.traj``; ``md_0.traj``, ``md_1.traj``... for several)."""
+    if replicas == 1:
+        return [output]
+    p = Path(output)
+    return [str(p.with_name(f"{p.stem}_{k}{p.suffix}")) for k in range(replicas)]
 
 
 def _check_new_output(path: str, overwrite: bool) -> None:
@@ -335,6 +348,8 @@ def _md_parsers(sub) -> None:
     md.add_argument("--output", default="md.traj", help="trajectory file ('' for none)")
     md.add_argument("--interval", type=_positive_int, default=10, help="write every N steps (default 10)")
     md.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    md.add_argument("--replicas", type=_positive_int, default=1,
+                    help="independent replicas (seeds seed, seed+1...) advanced in lockstep, forces batched")
     _model_options(md)
     md.set_defaults(func=cmd_md)
     qu = sub.add_parser("quench", help="Cu–Zr melt-quench: Tg from V(T) and H(T), plots and RDF")

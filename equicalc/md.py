@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["make_dynamics", "run_md", "md_step_time", "calculator_fingerprint"]
+__all__ = ["make_dynamics", "run_md", "run_replicas", "md_step_time", "calculator_fingerprint"]
 
 
 def make_dynamics(atoms, ensemble: str = "nvt", temperature: float = 300.0, pressure: float = 0.0,
@@ -100,6 +100,30 @@ def calculator_fingerprint(calc) -> dict:
         return calc.fingerprint()
     params = calc.todict() if hasattr(calc, "todict") else {}
     return json.loads(json.dumps({"class": type(calc).__name__, "parameters": params}, default=str))
+
+
+def run_replicas(structures, calc, steps: int, temperature: float, ensemble: str = "nvt", pressure: float = 0.0,
+                 timestep: float = 2.0, seed: int = 0, trajectory: Optional[str] = None, interval: int = 10,
+                 show_progress: bool = True, record: Optional[dict] = None) -> list:
+    """``run_md`` for each of ``structures`` in lockstep, every step's force calls pooled into one batch
+    (``equicalc.ensemble.BatchedCalculators``). Replica ``k`` is seeded with ``seed + k`` and writes
+    ``<stem>_<k><suffix>`` when ``trajectory`` is given. Returns one ``run_md`` result per replica."""
+    from pathlib import Path
+
+    from .ensemble import BatchedCalculators
+
+    structures = list(structures)
+    group = BatchedCalculators(calc, len(structures))
+
+    def task(k):
+        path = None
+        if trajectory:
+            p = Path(trajectory)
+            path = str(p.with_name(f"{p.stem}_{k}{p.suffix}")) if len(structures) > 1 else trajectory
+        return run_md(structures[k], group[k], steps, temperature, ensemble, pressure, timestep, seed + k, path,
+                      interval, show_progress and k == 0, dict(record or {}, replica=k, replicas=len(structures)))
+
+    return group.run([lambda k=k: task(k) for k in range(len(structures))])
 
 
 def _write_record(trajectory: str, settings: dict, calc, results: dict) -> str:

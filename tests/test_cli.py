@@ -131,3 +131,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["rdf", str(tmp_path / "missing.traj")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "equicalc rdf: error: trajectory not found" in err
+
+
+def test_md_replicas_run_in_lockstep_and_each_is_its_solo_run(tmp_path, capsys):
+    args = ["md", "--atoms", "24", "--steps", "6", "--interval", "6", "--quiet"]
+    assert main(args + ["--replicas", "2", "--seed", "0", "--output", str(tmp_path / "md.traj")]) == 0
+    assert "replicas in lockstep" in capsys.readouterr().out
+    assert main(args + ["--seed", "1", "--output", str(tmp_path / "solo.traj")]) == 0
+    first, second, solo = (read(tmp_path / name, -1) for name in ("md_0.traj", "md_1.traj", "solo.traj"))
+    assert np.abs(first.positions - second.positions).max() > 0.1  # own seeds, own starts
+    # replica 1 of the ensemble is the run with seed 1 alone, to float32 rounding
+    np.testing.assert_allclose(second.positions, solo.positions, atol=1e-4)

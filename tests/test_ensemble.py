@@ -1,0 +1,104 @@
+"""Replica ensembles: each replica follows the trajectory it follows alone, with one batched call per step."""
+import warnings
+
+import numpy as np
+import pytest
+from ase import units
+from ase.calculators.emt import EMT
+from ase.md.langevinbaoab import LangevinBAOAB
+from ase.md.velocitydistribution import thermalize_momenta
+from ase.md.verlet import VelocityVerlet
+
+from conftest import random_cuzr, small_model
+from equicalc import EquiCalc
+from equicalc.ensemble import BatchedCalculators
+
+
+def _npt(atoms, seed):
+    """LangevinBAOAB NPT, as the quench uses it (it computes forces and stress when built)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return LangevinBAOAB(atoms, 2 * units.fs, temperature_K=1200, externalstress=0.0, hydrostatic=True,
+                             T_tau=50 * units.fs, P_tau=500 * units.fs, rng=np.random.default_rng(seed))
+
+
+def _starts(n):
+    starts = []
+    for k in range(n):
+        atoms = random_cuzr(seed=30 + k, rattle=0.05)
+        thermalize_momenta(atoms, temperature_K=1200, rng=np.random.default_rng(k))
+        starts.append(atoms)
+    return starts
+
+
+def test_replicas_in_an_ensemble_follow_their_solo_trajectories():
+    calc = EquiCalc(small_model(), skin=0.0)
+    steps, n = 15, 3
+    solo = []
+    for k, atoms in enumerate(_starts(n)):
+        atoms.calc = calc
+        _npt(atoms, k).run(steps)
+        solo.append(atoms)
+    group = BatchedCalculators(calc, n)
+    batch_sizes = []
+    original = calc.calculate_batch
+
+    def counting(structures, **kwargs):
+        batch_sizes.append(len(structures))
+        return original(structures, **kwargs)
+
+    calc.calculate_batch = counting
+    replicas = _starts(n)
+    dyns = []
+    for k, atoms in enumerate(replicas):
+        atoms.calc = group[k]
+        dyns.append(_npt(atoms, k))  # built outside the run: evaluated at once, not pooled
+    built = len(batch_sizes)
+    group.run([lambda d=d: d.run(steps) for d in dyns])
+    assert group.calls == steps and batch_sizes[built:] == [n] * steps  # one call per step for all replicas
+    for alone, together in zip(solo, replicas):
+        np.testing.assert_allclose(together.positions, alone.positions, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(together.cell.array, alone.cell.array, rtol=0, atol=1e-10)
+        assert together.get_potential_energy() == pytest.approx(alone.get_potential_energy(), abs=1e-9)
+
+
+def test_a_calculator_without_batches_is_called_once_per_replica():
+    from ase.build import bulk
+
+    starts = []
+    for k in range(2):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2)
+        atoms.rattle(0.05, seed=k)
+        starts.append(atoms)
+    solo = [a.copy() for a in starts]
+    for atoms in solo:
+        atoms.calc = EMT()
+        VelocityVerlet(atoms, 2 * units.fs).run(10)
+    group = BatchedCalculators(EMT(), 2)
+    for k, atoms in enumerate(starts):
+        atoms.calc = group[k]
+    group.run([lambda a=a: VelocityVerlet(a, 2 * units.fs).run(10) for a in starts])
+    for alone, together in zip(solo, starts):
+        np.testing.assert_allclose(together.positions, alone.positions, rtol=0, atol=1e-12)
+
+
+def test_unequal_replicas_and_failures_are_errors():
+    with pytest.raises(ValueError, match="positive integer"):
+        BatchedCalculators(EMT(), 0)
+    from ase.build import bulk
+
+    group = BatchedCalculators(EMT(), 2)
+    pair = [bulk("Cu", "fcc", a=3.6, cubic=True) for _ in range(2)]
+    for k, atoms in enumerate(pair):
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = group[k]
+    with pytest.raises(RuntimeError, match="unequally often"):
+        group.run([lambda: VelocityVerlet(pair[0], 1 * units.fs).run(5),
+                   lambda: VelocityVerlet(pair[1], 1 * units.fs).run(2)])
+
+    def broken():
+        raise KeyError("a replica's own error")
+
+    with pytest.raises(KeyError, match="a replica's own error"):
+        group.run([lambda: VelocityVerlet(pair[0], 1 * units.fs).run(5), broken])
+    assert group.run([lambda: 1, lambda: 2]) == [1, 2]  # usable again after a failure
