@@ -23,6 +23,12 @@ What is sampled (64–250 atoms per frame except in ``sparse``; MD frames ≥ 0.
   at 2000 K, where they cavitate into droplets and vapour). 1–100 atoms per frame.
   Without these frames a model learns nothing about low density, and an NPT
   liquid can swell without bound.
+* ``wide``: the rest of the glass-forming range, Cu30Zr70 to Cu65Zr35 (100 atoms each): liquids
+  2200–1200 K, a 100 K/ps quench with a frame every 100 K, glasses at 300 and 700 K and relaxed,
+  and strained glasses (±5 %) at 300 K.
+* ``close``: close approaches for the repulsive wall: dimers of each pair from 1.5 Å up to where
+  the ``sparse`` dimers begin, glasses compressed to 0.65–0.9 of their volume at 1500 and 3000 K,
+  and a 6000 K liquid whose atoms collide head on (nearest pairs down to about 1.85 Å).
 
 Usage (``pip install -e ".[reference]"`` first)::
 
@@ -260,8 +266,78 @@ def sparse(rng, quick: bool) -> list:
     return frames
 
 
+def wide(rng, quick: bool) -> list:
+    """The rest of the glass-forming range, Cu30Zr70 to Cu65Zr35: liquids, a quench, glasses, strained glasses."""
+    frames = []
+    for x in (0.30, 0.35, 0.40, 0.45, 0.60, 0.65)[:1 if quick else None]:
+        run = melt(random_alloy(100, x, 17.0, rng), int(rng.integers(1 << 30)), ps=10.0)
+        for t in (2200.0, 1800.0, 1500.0, 1200.0)[:1 if quick else None]:
+            run.ensemble("npt", t)
+            run.run(2500)
+            frames += run.sample(1 if quick else 4, 500, config_type="liquid_composition", temperature=t)
+        run.ensemble("npt", 2200.0, 2000.0)
+        run.run(1000)
+        for t0 in np.arange(2000.0, 300.0, -100.0):  # 100 K/ps, a frame every 100 K
+            run.ensemble("npt", t0, t0 - 100.0)
+            run.run(500)
+            frames.append(run.frame(config_type="quench", temperature=float(t0 - 100.0), cooling_rate_K_per_ps=100.0))
+        for t in (300.0, 700.0):
+            run.ensemble("npt", t)
+            run.run(2500)
+            frames += run.sample(1 if quick else 3, 500, config_type="glass", temperature=t)
+        run.relax(box="iso")
+        frames.append(run.frame(config_type="glass", temperature=0.0))
+        glass = run.atoms()
+        run.close()
+        for _ in range(1 if quick else 4):
+            eps = rng.uniform(-0.05, 0.05, size=(3, 3))
+            eps = 0.5 * (eps + eps.T)
+            strained_glass = glass.copy()
+            strained_glass.set_cell(glass.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+            run = EAMRun(strained_glass, int(rng.integers(1 << 30)))
+            run.velocities(600.0)
+            run.ensemble("nvt", 300.0)
+            run.run(1000)
+            frames.append(run.frame(config_type="strained", temperature=300.0,
+                                    strain=eps[np.triu_indices(3)].round(4).tolist()))
+            run.close()
+    return frames
+
+
+def close(rng, quick: bool) -> list:
+    """Close approaches, for the repulsive wall: dimers from 1.5 Å, compressed and very hot cells."""
+    box = 20.0
+    frames = []
+    for pair, closest in (("CuCu", 1.9), ("CuZr", 2.15), ("ZrZr", 2.4)):  # up to where the `sparse` dimers begin
+        distances = np.linspace(1.5, closest, 3 if quick else 9)[:-1]
+        dimers = [Atoms(pair, positions=[[5, 5, 5], [5 + d, 5, 5]], cell=[box] * 3, pbc=True) for d in distances]
+        frames += single_points(dimers, rng, config_type="dimer", temperature=0.0)
+    for x in (0.64, 0.35)[:1 if quick else None]:
+        if x == 0.64:
+            start = quick_glass(100, rng)
+        else:
+            run = melt(random_alloy(100, x, 17.0, rng), int(rng.integers(1 << 30)), ps=5.0)
+            start = run.atoms()
+            run.close()
+        for factor in (0.9, 0.8, 0.7, 0.65)[::3 if quick else 1]:
+            squeezed = start.copy()
+            squeezed.set_cell(start.cell.array * factor ** (1 / 3), scale_atoms=True)
+            for t in (1500.0, 3000.0)[:1 if quick else None]:
+                run = EAMRun(squeezed, int(rng.integers(1 << 30)))
+                run.velocities(t)
+                run.ensemble("nvt", t)
+                frames += run.sample(2, 250, config_type="compressed", temperature=t, volume_factor=factor)
+                run.close()
+    run = melt(random_alloy(64, 0.64, 16.5, rng), int(rng.integers(1 << 30)), ps=5.0)
+    run.velocities(6000.0)  # a very hot liquid at its density: atoms collide head on
+    run.ensemble("nvt", 6000.0)
+    frames += run.sample(2 if quick else 10, 250, config_type="compressed", temperature=6000.0, volume_factor=1.0)
+    run.close()
+    return frames
+
+
 STAGES = {"liquids": liquids, "quenches": quenches, "crystals": crystals, "strained": strained,
-          "surfaces": surfaces, "sparse": sparse}
+          "surfaces": surfaces, "sparse": sparse, "wide": wide, "close": close}
 # stages split into train/val/test together by one permutation; later stages are split on their own, so
 # that adding a stage leaves the earlier splits (and the test set of models trained on them) unchanged
 FIRST_STAGES = ("liquids", "quenches", "crystals", "strained", "surfaces")
