@@ -114,6 +114,19 @@ class EquiCalc(Calculator):
         graph = self.neighbors.update(graph)
         self.results = self._evaluate(graph, [self.atoms])[0]
 
+    def _graph_from_lists(self, atoms_list, neighbor_lists) -> AtomicGraph:
+        """One batched graph whose edges come from each structure's own (reused) neighbour list."""
+        if len(neighbor_lists) != len(atoms_list):
+            raise ValueError(f"calculate_batch: {len(neighbor_lists)} neighbour lists for {len(atoms_list)} structures")
+        edges, shifts, start = [], [], 0
+        for atoms, nl in zip(atoms_list, neighbor_lists):
+            g = nl.update(AtomicGraph.from_atoms(atoms, device=self.device))
+            edges.append(g.edge_index + start)
+            shifts.append(g.shifts)
+            start += len(atoms)
+        graph = AtomicGraph.from_atoms_list(atoms_list, device=self.device)
+        return graph.with_edges(torch.cat(edges, dim=1), torch.cat(shifts, dim=0))
+
     def _evaluate(self, graph, atoms_list) -> List[dict]:
         check_distances(graph)
         periodic = graph.pbc.all(dim=1)
@@ -145,19 +158,31 @@ class EquiCalc(Calculator):
         return results
 
     # -- many structures ---------------------------------------------------------
-    def calculate_batch(self, atoms_list: Sequence, show_progress: bool = False) -> List[dict]:
+    def neighbor_lists(self, n: int) -> List[SkinNeighborList]:
+        """``n`` neighbour lists with this calculator's cutoff, skin and backend, for ``calculate_batch`` to reuse
+        between calls on the same ``n`` structures as they move (replicas of an ensemble)."""
+        return [SkinNeighborList(self.r_max, skin=self.skin, backend=self.neighbor_backend) for _ in range(n)]
+
+    def calculate_batch(self, atoms_list: Sequence, show_progress: bool = False,
+                        neighbor_lists: Optional[Sequence[SkinNeighborList]] = None) -> List[dict]:
         """Evaluate many structures in batched forward passes.
 
         Structures of any sizes and species mixes are grouped into passes of at
         most ``max_edges_per_batch`` edges. Returns one dict per structure with
         ``energy``, ``free_energy``, ``energies``, ``forces`` and, for fully
         periodic cells, ``stress`` (ASE units, as ``calculate`` gives).
+
+        ``neighbor_lists`` (from ``neighbor_lists(n)``, one per structure, kept by the caller between calls):
+        each structure's list is reused within its skin, as ``calculate`` does, and all structures go in one
+        pass. Results equal fresh builds.
         """
         atoms_list = list(atoms_list)
         if not atoms_list:
             return []
         for k, atoms in enumerate(atoms_list):
             check_atoms(atoms, self.allowed_numbers, what=f"structure {k}")
+        if neighbor_lists is not None:
+            return self._evaluate(self._graph_from_lists(atoms_list, neighbor_lists), atoms_list)
         graph = AtomicGraph.from_atoms_list(atoms_list, device=self.device).build_neighbors(
             self.r_max, backend=self.neighbor_backend
         )

@@ -12,12 +12,13 @@ and trajectory: nothing about the MD changes. What changes is where the forces
 come from: replica ``k``'s calculator is a proxy that hands its structure to the
 group and waits; when every replica has asked (one MD step), the group makes one
 ``calculate_batch`` call for all of them (one by one for a calculator without
-it: EMT, the EAM, any ASE calculator) and hands each its results. N small
-structures then cost about one evaluation of their union, which is where a
-network's fixed cost per call is amortised.
+it: EMT, the EAM, any ASE calculator) and hands each its results. With an
+``EquiCalc`` each replica keeps its own neighbour list, reused within its skin
+as a single calculator does. N small structures then cost about one evaluation
+of their union, which is where a network's fixed cost per call is amortised.
 
-The replicas run in threads and meet at a barrier at every force call, so they
-must ask for forces equally often: the same integrator and the same number of
+The replicas run in threads and meet at every force call, where the calling
+thread evaluates for all of them; so they must ask for forces equally often: the same integrator and the same number of
 steps for all. An error in any replica (or in the calculator) stops all of them
 and is raised by ``group.run``.
 """
@@ -68,6 +69,8 @@ class BatchedCalculators:
         self.calc, self.n = calc, n
         self.calls = 0
         self._calculators = [ReplicaCalculator(self, k) for k in range(n)]
+        # each replica keeps its own neighbour list between steps when the calculator offers that (EquiCalc)
+        self._lists = calc.neighbor_lists(n) if hasattr(calc, "neighbor_lists") else None
         self._cond = threading.Condition()
         self._running = False
         self._reset()
@@ -93,18 +96,32 @@ class BatchedCalculators:
                 raise self._stopped()
             self._pending[k] = atoms.copy()
             self._arrived += 1
-            if self._arrived == self.n:  # the last to arrive evaluates the round for everyone
-                self._evaluate_all()
-                self._arrived, self._round = 0, self._round + 1
-                self._cond.notify_all()
-            else:
-                this_round = self._round
-                self._cond.wait_for(lambda: self._round != this_round or self._finished or self._error is not None)
-                if self._round == this_round:
-                    raise self._stopped()
+            this_round = self._round
+            self._cond.notify_all()  # the caller's thread evaluates once all have arrived
+            self._cond.wait_for(lambda: self._round != this_round or self._finished or self._error is not None)
+            if self._round == this_round:
+                raise self._stopped()
             if self._error is not None:
                 raise RuntimeError(f"the ensemble's evaluation failed: {self._error}") from self._error
             return self._results[k]
+
+    def _serve(self) -> None:
+        """In the caller's thread: evaluate each round once every replica has arrived, until they all end.
+
+        One thread does every evaluation, so the calculator's thread pools (OpenMP, numba) are those of one
+        thread, as in a plain run, and never several competing ones.
+        """
+        with self._cond:
+            while True:
+                self._cond.wait_for(lambda: self._arrived == self.n or self._finished)
+                if self._arrived == self.n and not self._finished:
+                    self._evaluate_all()
+                    self._arrived, self._round = 0, self._round + 1
+                    self._cond.notify_all()
+                    continue
+                self._cond.notify_all()  # a replica ended: the others cannot complete a round any more
+                self._cond.wait_for(lambda: self._finished == self.n)
+                return
 
     def _stopped(self) -> RuntimeError:
         if self._error is not None:
@@ -116,7 +133,9 @@ class BatchedCalculators:
         """One batched call (or one round of single calls) for all replicas; an error is kept for all of them."""
         structures, self._pending = self._pending, [None] * self.n
         try:
-            if hasattr(self.calc, "calculate_batch"):
+            if self._lists is not None:
+                self._results = self.calc.calculate_batch(structures, neighbor_lists=self._lists)
+            elif hasattr(self.calc, "calculate_batch"):
                 self._results = self.calc.calculate_batch(structures)
             else:
                 self._results = [_single(self.calc, atoms) for atoms in structures]
@@ -151,6 +170,7 @@ class BatchedCalculators:
         try:
             for t in threads:
                 t.start()
+            self._serve()
             for t in threads:
                 t.join()
         finally:

@@ -31,8 +31,9 @@ def _starts(n):
     return starts
 
 
-def test_replicas_in_an_ensemble_follow_their_solo_trajectories():
-    calc = EquiCalc(small_model(), skin=0.0)
+@pytest.mark.parametrize("skin", [0.0, 0.5])
+def test_replicas_in_an_ensemble_follow_their_solo_trajectories(skin):
+    calc = EquiCalc(small_model(), skin=skin)
     steps, n = 15, 3
     solo = []
     for k, atoms in enumerate(_starts(n)):
@@ -56,6 +57,10 @@ def test_replicas_in_an_ensemble_follow_their_solo_trajectories():
     built = len(batch_sizes)
     group.run([lambda d=d: d.run(steps) for d in dyns])
     assert group.calls == steps and batch_sizes[built:] == [n] * steps  # one call per step for all replicas
+    lists = group._lists
+    assert all(nl.calls == steps for nl in lists)
+    if skin > 0:  # each replica's list is reused between steps, and the results are those of fresh builds
+        assert all(nl.builds < steps for nl in lists)
     for alone, together in zip(solo, replicas):
         np.testing.assert_allclose(together.positions, alone.positions, rtol=0, atol=1e-10)
         np.testing.assert_allclose(together.cell.array, alone.cell.array, rtol=0, atol=1e-10)
