@@ -200,13 +200,14 @@ def cmd_quench(args) -> int:
                  overwrite=args.overwrite, trajectory_interval=args.interval, checkpoint_interval=args.interval)
     ranges = _fit_ranges(args)
     summary = res.summary(**ranges)
-    for quantity in ("volume", "enthalpy"):
-        tg = summary["fits"].get(quantity)
+    for key in ("volume", "enthalpy", "volume_hyperbola", "enthalpy_hyperbola"):
+        quantity = key.split("_")[0]
+        tg = summary["fits"].get(key)
         if tg is None:
-            print(f"no Tg from {quantity}: {summary[f'tg_{quantity}']['error']}")
+            print(f"no Tg from {quantity}: {summary[f'tg_{key}']['error']}")
             continue
         print(tg)
-        if not summary[f"tg_{quantity}"]["resolved"]:
+        if not summary[f"tg_{key}"]["resolved"]:
             print(f"  no kink resolved in {quantity}(T): the two branches have nearly the same slope; a slower "
                   "--rate, more --atoms or other fit ranges may resolve it")
     if "glass_volume_per_atom" in summary:

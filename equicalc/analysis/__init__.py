@@ -8,7 +8,8 @@ The names ``rdf``, ``quench`` and ``phonons`` are the functions; their modules
 from .phonons import band_structure, density_of_states, frequency_range, phonons, plot_phonons, thermal_properties
 from .quench import GlassTransition, QuenchResult, fit_glass_transition, quench
 from .rdf import RDFResult, StructureFactor, rdf
+from .tg import ensemble_glass_transition
 
 __all__ = ["rdf", "RDFResult", "StructureFactor", "quench", "QuenchResult", "GlassTransition",
-           "fit_glass_transition", "phonons", "band_structure", "density_of_states", "thermal_properties",
+           "fit_glass_transition", "ensemble_glass_transition", "phonons", "band_structure", "density_of_states", "thermal_properties",
            "frequency_range", "plot_phonons"]

@@ -26,11 +26,12 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
+
+from .tg import GlassTransition, fit_glass_transition, tg_resolved
 
 __all__ = ["quench", "QuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature",
            "tg_resolved"]
@@ -38,96 +39,6 @@ __all__ = ["quench", "QuenchResult", "GlassTransition", "fit_glass_transition", 
 _FIELDS = ["step", "time_ps", "stage", "target_K", "temperature_K", "volume_per_atom", "epot_per_atom",
            "ekin_per_atom", "enthalpy_per_atom", "pressure_GPa"]
 _EV_PER_A3_TO_GPA = 160.21766208
-
-
-@dataclass
-class GlassTransition:
-    """Tg from the intersection of straight-line fits to the liquid and glass branches.
-
-    Attributes:
-        tg: glass transition temperature, K.
-        error: uncertainty of ``tg`` (K): standard deviation over bootstrap resamples of the points.
-        liquid_range, glass_range: temperature ranges (K) of the two fits.
-        liquid_fit, glass_fit: (slope, intercept) of ``y = slope * T + intercept``.
-        quantity: what was fitted.
-    """
-
-    tg: float
-    error: float
-    liquid_range: Tuple[float, float]
-    glass_range: Tuple[float, float]
-    liquid_fit: Tuple[float, float]
-    glass_fit: Tuple[float, float]
-    quantity: str = ""
-
-    def resolved(self, t_min: float, t_max: float) -> bool:
-        """Whether the fits found a kink (``tg_resolved``)."""
-        return tg_resolved(self.tg, self.error, t_min, t_max)
-
-    def __str__(self) -> str:
-        return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {self.quantity or 'y'}(T) "
-                f"(liquid fit {self.liquid_range[0]:.0f}–{self.liquid_range[1]:.0f} K, "
-                f"glass fit {self.glass_range[0]:.0f}–{self.glass_range[1]:.0f} K)")
-
-
-def tg_resolved(tg: float, error: float, t_min: float, t_max: float) -> bool:
-    """Whether a Tg fit found a kink: ``tg`` lies inside (t_min, t_max) K and its ``error`` (K) is at most half
-    of it. Where the two branches have nearly the same slope the crossing is ill-conditioned and it is not."""
-    return bool(np.isfinite(tg) and np.isfinite(error) and t_min < tg < t_max and error <= 0.5 * abs(tg))
-
-
-def _intersection(fit_a, fit_b) -> float:
-    (sa, ia), (sb, ib) = fit_a, fit_b
-    if abs(sa - sb) < 1e-15:
-        return float("nan")
-    return (ib - ia) / (sa - sb)
-
-
-def fit_glass_transition(t, y, liquid_range: Optional[Tuple[float, float]] = None,
-                         glass_range: Optional[Tuple[float, float]] = None, n_bootstrap: int = 500,
-                         seed: int = 0, quantity: str = "") -> GlassTransition:
-    """Tg of any ``y(T)`` curve with a kink (volume, enthalpy...).
-
-    Straight lines are fitted to the liquid branch (``liquid_range``, K) and the
-    glass branch (``glass_range``); Tg is where they cross. Without ranges, the
-    liquid range is the top 30 % and the glass range the bottom 30 % of the
-    temperature span. The error is the standard deviation of Tg over
-    ``n_bootstrap`` resamples (with replacement) of the points in each range.
-    """
-    t = np.asarray(t, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if t.shape != y.shape or t.ndim != 1:
-        raise ValueError("fit_glass_transition: T and y must be 1-d arrays of equal length")
-    ok = np.isfinite(t) & np.isfinite(y)
-    t, y = t[ok], y[ok]
-    lo, hi = float(t.min()), float(t.max())
-    span = hi - lo
-    if liquid_range is None:
-        liquid_range = (hi - 0.3 * span, hi)
-    if glass_range is None:
-        glass_range = (lo, lo + 0.3 * span)
-    liq = (t >= liquid_range[0]) & (t <= liquid_range[1])
-    gla = (t >= glass_range[0]) & (t <= glass_range[1])
-    for name, sel in (("liquid", liq), ("glass", gla)):
-        if sel.sum() < 3:
-            raise ValueError(f"fit_glass_transition: fewer than 3 points in the {name} range "
-                             f"{liquid_range if name == 'liquid' else glass_range} K")
-    fit_l = tuple(np.polyfit(t[liq], y[liq], 1))
-    fit_g = tuple(np.polyfit(t[gla], y[gla], 1))
-    tg = _intersection(fit_l, fit_g)
-    rng = np.random.default_rng(seed)
-    il, ig = np.flatnonzero(liq), np.flatnonzero(gla)
-    samples = []
-    for _ in range(int(n_bootstrap)):
-        bl, bg = rng.choice(il, len(il)), rng.choice(ig, len(ig))
-        if np.ptp(t[bl]) == 0 or np.ptp(t[bg]) == 0:
-            continue
-        samples.append(_intersection(np.polyfit(t[bl], y[bl], 1), np.polyfit(t[bg], y[bg], 1)))
-    samples = np.array([s for s in samples if np.isfinite(s)])
-    error = float(np.std(samples)) if len(samples) > 1 else float("nan")
-    return GlassTransition(tg=float(tg), error=error, liquid_range=tuple(map(float, liquid_range)),
-                           glass_range=tuple(map(float, glass_range)), liquid_fit=tuple(map(float, fit_l)),
-                           glass_fit=tuple(map(float, fit_g)), quantity=quantity)
 
 
 def protocol_temperature(time_ps, t_melt: float, t_final: float, cooling_rate: float, melt_time: float):
@@ -179,13 +90,18 @@ class QuenchResult:
         return {k: np.array(v) for k, v in out.items()}
 
     def glass_transition(self, quantity: str = "volume", liquid_range=None, glass_range=None,
-                         width: Optional[float] = None) -> GlassTransition:
-        """Tg (K) from the kink of ``"volume"`` or ``"enthalpy"`` per atom vs temperature windows."""
+                         width: Optional[float] = None, method: str = "windows") -> GlassTransition:
+        """Tg (K) from the kink of ``"volume"`` or ``"enthalpy"`` per atom vs temperature windows.
+
+        ``method``: ``"windows"`` (straight lines over ``liquid_range`` and ``glass_range``) or
+        ``"hyperbola"`` (the whole curve; the ranges are not used), see ``equicalc.analysis.tg``.
+        """
         keys = {"volume": "volume_per_atom", "enthalpy": "enthalpy_per_atom"}
         if quantity not in keys:
             raise ValueError(f"quantity must be 'volume' or 'enthalpy', got {quantity!r}")
         w = self.windows(width)
-        return fit_glass_transition(w["T"], w[keys[quantity]], liquid_range, glass_range, quantity=quantity)
+        return fit_glass_transition(w["T"], w[keys[quantity]], liquid_range, glass_range, quantity=quantity,
+                                    method=method)
 
     def glass_frames(self) -> list:
         """The trajectory frames (``Atoms``) of the final hold at ``t_final``, after the ramp; empty when the
@@ -200,8 +116,9 @@ class QuenchResult:
         return [a for a in read(path, ":") if a.info.get("step", 0) * p["timestep_fs"] / 1000.0 > ramp_end_ps]
 
     def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
-        """What the run found, as plain values: Tg from V(T) and H(T) (``tg_volume``, ``tg_enthalpy``: K, error,
-        whether a kink was resolved, fit ranges; or the reason there is none), the glass's mean volume (Å³/atom)
+        """What the run found, as plain values: Tg from V(T) and H(T) (``tg_volume``, ``tg_enthalpy`` by windows,
+        ``tg_volume_hyperbola``, ``tg_enthalpy_hyperbola`` by the whole-curve fit: K, error, whether a kink was
+        resolved, fit ranges; or the reason there is none), the glass's mean volume (Å³/atom)
         and potential energy (eV/atom) over the final hold, and the first RDF peaks (Å) of its frames.
 
         Also returns the ``GlassTransition`` objects under ``"fits"`` and the ``RDFResult`` under ``"rdf"``
@@ -210,14 +127,16 @@ class QuenchResult:
         out, fits = {"protocol": self.protocol}, {}
         p = self.protocol
         for quantity in ("volume", "enthalpy"):
-            try:
-                tg = self.glass_transition(quantity, liquid_range, glass_range)
-            except ValueError as exc:
-                out[f"tg_{quantity}"] = {"error": str(exc)}
-                continue
-            fits[quantity] = tg
-            out[f"tg_{quantity}"] = {"tg_K": tg.tg, "error_K": tg.error, "resolved": tg.resolved(p["t_final"], p["t_melt"]),
-                                     "liquid_range_K": tg.liquid_range, "glass_range_K": tg.glass_range}
+            for method, suffix in (("windows", ""), ("hyperbola", "_hyperbola")):
+                key = f"tg_{quantity}{suffix}"
+                try:
+                    tg = self.glass_transition(quantity, liquid_range, glass_range, method=method)
+                except ValueError as exc:
+                    out[key] = {"error": str(exc)}
+                    continue
+                fits[quantity + suffix] = tg
+                out[key] = {"tg_K": tg.tg, "error_K": tg.error, "resolved": tg.resolved(p["t_final"], p["t_melt"]),
+                            "liquid_range_K": tg.liquid_range, "glass_range_K": tg.glass_range, "method": method}
         hold = self.data["stage"] == "hold"
         if hold.any():
             out["glass_volume_per_atom"] = float(self.data["volume_per_atom"][hold].mean())

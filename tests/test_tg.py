@@ -1,0 +1,59 @@
+"""Tg fits on synthetic curves whose Tg is known: noise, curved branches, weak kinks, ensembles."""
+import numpy as np
+import pytest
+
+from equicalc.analysis import fit_glass_transition
+from equicalc.analysis.tg import ensemble_glass_transition, hyperbola
+
+T = np.linspace(300.0, 2000.0, 35)  # 50 K windows of a 300–2000 K quench
+
+
+def volume_curve(tg=800.0, glass=5e-4, liquid=1.2e-3, curvature=0.0, width=30.0, noise=0.0, seed=0):
+    """V(T) (Å³/atom) with branches of the given slopes crossing at ``tg``, a liquid branch bent by
+    ``curvature`` (per K²), a kink rounded over ``width`` K, and Gaussian noise."""
+    y = hyperbola(T, 16.5, 0.5 * (glass + liquid), liquid - glass, tg, width ** 2)
+    y = y + curvature * np.clip(T - tg, 0, None) ** 2
+    return y + np.random.default_rng(seed).normal(scale=noise, size=T.shape)
+
+
+def test_hyperbola_recovers_tg_and_branches_of_a_noisy_curve():
+    tg = fit_glass_transition(T, volume_curve(noise=0.004, seed=1), method="hyperbola", quantity="volume")
+    assert tg.method == "hyperbola" and tg.tg == pytest.approx(800.0, abs=max(3 * tg.error, 15.0))
+    assert 0 < tg.error < 60
+    assert tg.liquid_fit[0] == pytest.approx(1.2e-3, rel=0.1) and tg.glass_fit[0] == pytest.approx(5e-4, rel=0.2)
+    assert tg.resolved(300, 2000) and "hyperbolic fit" in str(tg)
+
+
+def test_hyperbola_needs_no_windows_where_windows_mislead():
+    """A liquid branch that bends: windows too high see a steeper line and move Tg; the hyperbola,
+    fitted everywhere, stays closer to the kink."""
+    y = volume_curve(curvature=3e-7, noise=0.002, seed=2)
+    by_windows = fit_glass_transition(T, y, liquid_range=(1600, 2000), glass_range=(300, 600))
+    by_hyperbola = fit_glass_transition(T, y, method="hyperbola")
+    assert abs(by_hyperbola.tg - 800.0) < abs(by_windows.tg - 800.0)
+    assert abs(by_hyperbola.tg - 800.0) < 60.0
+
+
+def test_a_weak_kink_gives_a_large_error():
+    strong = fit_glass_transition(T, volume_curve(noise=0.004, seed=3), method="hyperbola")
+    weak = fit_glass_transition(T, volume_curve(liquid=5.6e-4, noise=0.004, seed=3), method="hyperbola")
+    assert weak.error > 3 * strong.error or not weak.resolved(300, 2000)
+
+
+def test_ensemble_mean_and_standard_error_cover_the_truth():
+    curves = [(T, volume_curve(noise=0.006, seed=10 + k)) for k in range(8)]
+    tg = ensemble_glass_transition(curves, quantity="volume")
+    per = np.array(tg.per_replica)
+    assert len(per) == 8 and tg.tg == pytest.approx(per.mean())
+    assert tg.error == pytest.approx(per.std(ddof=1) / np.sqrt(8))
+    assert abs(tg.tg - 800.0) < 3 * tg.error + 5.0
+    assert "mean ± standard error over 8 replicas" in str(tg)
+    with pytest.raises(ValueError, match="need two"):
+        ensemble_glass_transition(curves[:1])
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="method must be"):
+        fit_glass_transition(T, volume_curve(), method="spline")
+    with pytest.raises(ValueError, match="at least 6 finite points"):
+        fit_glass_transition(T[:4], volume_curve()[:4], method="hyperbola")
