@@ -107,3 +107,89 @@ def test_unequal_replicas_and_failures_are_errors():
     with pytest.raises(KeyError, match="a replica's own error"):
         group.run([lambda: VelocityVerlet(pair[0], 1 * units.fs).run(5), broken])
     assert group.run([lambda: 1, lambda: 2]) == [1, 2]  # usable again after a failure
+
+
+# -- melt-quench ensembles ------------------------------------------------------------------------------------
+
+def _cu_au(seed):
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
+    atoms.numbers[np.random.default_rng(seed).permutation(len(atoms))[:10]] = 79
+    return atoms
+
+
+QUENCH = dict(t_melt=1200.0, t_final=600.0, cooling_rate=3000.0, timestep=4.0, melt_time=0.08, hold_time=0.04,
+              window=100.0, sample_interval=5, trajectory_interval=20, checkpoint_interval=20, seed=1,
+              show_progress=False, relax_steps=5)
+
+
+def _calc():
+    return EquiCalc(small_model(species=["Cu", "Au"], shifts={"Cu": -3.5, "Au": -3.8}), skin=0.0)
+
+
+@pytest.mark.slow
+def test_a_quench_ensemble_is_its_replicas_run_alone(tmp_path):
+    from equicalc.analysis import EnsembleQuenchResult, quench
+
+    calc = _calc()
+    ensemble = quench([_cu_au(0), _cu_au(1)], calc, replicas=2, directory=tmp_path / "ensemble", **QUENCH)
+    assert isinstance(ensemble, EnsembleQuenchResult) and len(ensemble.replicas) == 2
+    for k in range(2):
+        alone = quench(_cu_au(k), calc, directory=tmp_path / f"alone{k}", **dict(QUENCH, seed=1 + k))
+        together = ensemble.replicas[k]
+        assert together.protocol == alone.protocol  # the replica's own seed
+        for column in ("temperature_K", "volume_per_atom", "enthalpy_per_atom"):
+            np.testing.assert_allclose(together.data[column], alone.data[column], rtol=1e-8, err_msg=column)
+    tg = ensemble.glass_transition("volume", method="windows", liquid_range=(880, 1200), glass_range=(600, 880),
+                                   width=50.0)
+    assert len(tg.per_replica) == 2 and tg.tg == pytest.approx(np.mean(tg.per_replica))
+    fig = ensemble.plot(tmp_path / "ensemble.png")
+    assert len(fig.axes[0].lines) >= 2 and (tmp_path / "ensemble.png").stat().st_size > 1000
+
+
+class _Kill(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_killed_ensemble_resumes_in_lockstep(tmp_path, monkeypatch):
+    """A kill right after replica 0 saved its state at a checkpoint, before replica 1 did: on resume replica 0
+    goes back to its previous state, and the ensemble ends as the uninterrupted one."""
+    import importlib
+
+    from equicalc.analysis import quench
+
+    qmod = importlib.import_module("equicalc.analysis.quench")
+    calc = _calc()
+    reference = quench([_cu_au(0), _cu_au(1)], calc, replicas=2, directory=tmp_path / "reference", **QUENCH)
+    saves = {"n": 0}
+    original = qmod._save_state
+
+    def dying(*args, **kwargs):
+        original(*args, **kwargs)
+        saves["n"] += 1
+        if saves["n"] == 3:  # step 20: both saved; step 40: the first of the two
+            raise _Kill
+
+    with monkeypatch.context() as m:
+        m.setattr(qmod, "_save_state", dying)
+        with pytest.raises(_Kill):  # the replica's own error, not the others' "stopped"
+            quench([_cu_au(0), _cu_au(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
+    done = quench([_cu_au(0), _cu_au(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
+    for a, b in zip(reference.replicas, done.replicas):
+        np.testing.assert_array_equal(a.data["step"], b.data["step"])
+        np.testing.assert_allclose(b.data["volume_per_atom"], a.data["volume_per_atom"], rtol=1e-12)
+
+
+def test_quench_ensemble_input_errors(tmp_path):
+    from equicalc.analysis import quench
+
+    with pytest.raises(ValueError, match="replicas must be a positive integer"):
+        quench(_cu_au(0), EMT(), replicas=0, directory=tmp_path)
+    with pytest.raises(ValueError, match="match the starting structures"):
+        quench([_cu_au(0), _cu_au(1)], EMT(), replicas=3, directory=tmp_path)
+    other = _cu_au(2)
+    other.numbers[other.numbers == 79] = 47
+    with pytest.raises(ValueError, match="different sets of species"):
+        quench([_cu_au(0), other], EMT(), replicas=2, directory=tmp_path)

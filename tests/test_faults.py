@@ -349,7 +349,8 @@ def test_quench_resumes_only_with_its_calculator(tmp_path, capsys):
         quench(_emt_alloy(), EquiCalc(model), directory=tmp_path, **QUENCH)
     quench(_emt_alloy(), EMT(), directory=tmp_path, overwrite=True, **QUENCH)
     assert "overwrite deleted" in capsys.readouterr().out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "quench.csv", "quench.traj", "state.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "quench.csv", "quench.traj", "state.json",
+                                                          "state_prev.json"]
 
 
 @pytest.mark.slow

@@ -6,10 +6,10 @@ The names ``rdf``, ``quench`` and ``phonons`` are the functions; their modules
 (``equicalc.analysis.rdf``...) hold the result classes and helpers.
 """
 from .phonons import band_structure, density_of_states, frequency_range, phonons, plot_phonons, thermal_properties
-from .quench import GlassTransition, QuenchResult, fit_glass_transition, quench
+from .quench import EnsembleQuenchResult, GlassTransition, QuenchResult, fit_glass_transition, quench
 from .rdf import RDFResult, StructureFactor, rdf
 from .tg import ensemble_glass_transition
 
-__all__ = ["rdf", "RDFResult", "StructureFactor", "quench", "QuenchResult", "GlassTransition",
+__all__ = ["rdf", "RDFResult", "StructureFactor", "quench", "QuenchResult", "EnsembleQuenchResult", "GlassTransition",
            "fit_glass_transition", "ensemble_glass_transition", "phonons", "band_structure", "density_of_states", "thermal_properties",
            "frequency_range", "plot_phonons"]

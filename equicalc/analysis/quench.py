@@ -33,7 +33,7 @@ import numpy as np
 
 from .tg import GlassTransition, fit_glass_transition, tg_resolved
 
-__all__ = ["quench", "QuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature",
+__all__ = ["quench", "QuenchResult", "EnsembleQuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature",
            "tg_resolved"]
 
 _FIELDS = ["step", "time_ps", "stage", "target_K", "temperature_K", "volume_per_atom", "epot_per_atom",
@@ -176,6 +176,59 @@ class QuenchResult:
         return fig
 
 
+class EnsembleQuenchResult:
+    """Independent replicas of one quench protocol: ``replicas`` (a ``QuenchResult`` each) and the ensemble's Tg."""
+
+    _KEYS = {"volume": "volume_per_atom", "enthalpy": "enthalpy_per_atom"}
+
+    def __init__(self, directory: Path, replicas: list):
+        self.directory = Path(directory)
+        self.replicas = list(replicas)
+
+    @property
+    def protocol(self) -> dict:
+        """The protocol of replica 0 (the others differ only in their seeds)."""
+        return self.replicas[0].protocol
+
+    def glass_transition(self, quantity: str = "volume", method: str = "hyperbola", liquid_range=None,
+                         glass_range=None, width: Optional[float] = None) -> GlassTransition:
+        """Tg (K): each replica's cooling curve fitted alone, then mean ± standard error (``.per_replica``)."""
+        from .tg import ensemble_glass_transition
+
+        if quantity not in self._KEYS:
+            raise ValueError(f"quantity must be 'volume' or 'enthalpy', got {quantity!r}")
+        windows = [r.windows(width) for r in self.replicas]
+        ranges = {} if method == "hyperbola" else {"liquid_range": liquid_range, "glass_range": glass_range}
+        return ensemble_glass_transition([(w["T"], w[self._KEYS[quantity]]) for w in windows], quantity, method,
+                                         **ranges)
+
+    def plot(self, path=None, method: str = "hyperbola"):
+        """V(T) and H(T) of every replica, and the ensemble's Tg; returns the ``Figure``."""
+        from ..plotting import new_figure, save_figure
+
+        fig, axes = new_figure(2, size=(10, 4))
+        for ax, (quantity, label) in zip(axes, (("volume", "V (Å³/atom)"), ("enthalpy", "H (eV/atom)"))):
+            for k, r in enumerate(self.replicas):
+                w = r.windows()
+                ax.plot(w["T"], w[self._KEYS[quantity]], "o-", ms=2, lw=0.8, alpha=0.7, label=f"replica {k}")
+            try:
+                tg = self.glass_transition(quantity, method)
+                ax.axvspan(tg.tg - tg.error, tg.tg + tg.error, color="k", alpha=0.12)
+                ax.axvline(tg.tg, color="k", lw=1)
+                ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K ({len(tg.per_replica)} replicas)", fontsize=10)
+            except ValueError as exc:
+                ax.set_title(f"no ensemble Tg: {exc}", fontsize=8)
+            ax.set_xlabel("T (K)")
+            ax.set_ylabel(label)
+        axes[0].legend(fontsize=7, frameon=False)
+        p = self.protocol
+        fig.suptitle(f"{len(self.replicas)} replicas, {p['t_melt']:.0f} → {p['t_final']:.0f} K at "
+                     f"{p['cooling_rate']:g} K/ps, {p['n_atoms']} atoms each")
+        if path is not None:
+            save_figure(fig, path)
+        return fig
+
+
 def _draw_fits(ax, tg: GlassTransition, temperatures) -> None:
     """The liquid and glass fits with their ranges, and Tg when the kink is resolved."""
     tt = np.linspace(temperatures.min(), temperatures.max(), 50)
@@ -211,14 +264,20 @@ def _save_state(directory: Path, atoms, step: int, barostat: dict, protocol: dic
 
     text = encode({"step": step, "barostat": barostat, "protocol": protocol, "calculator": calculator,
                    "atoms": atoms.todict()})
+    if (directory / "state.json").exists():  # the previous state stays, for replicas that must wait for others
+        os.replace(directory / "state.json", directory / "state_prev.json")
     atomic_write(directory / "state.json", lambda tmp: Path(tmp).write_text(text))
 
 
-def _load_state(directory: Path) -> dict:
+def _load_state(directory: Path, name: str = "state.json") -> dict:
+    """A saved state; ``state.json``, or the previous one when a kill came between its two renames."""
     from ase import Atoms
     from ase.io.jsonio import decode
 
-    state = decode((directory / "state.json").read_text())
+    path = directory / name
+    if name == "state.json" and not path.exists():
+        path = directory / "state_prev.json"
+    state = decode(path.read_text())
     if "atoms" not in state:
         raise ValueError(f"quench: {directory} holds a run saved by an older equicalc; start afresh with overwrite")
     state["atoms"] = Atoms.fromdict(state["atoms"])
@@ -230,11 +289,16 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
            window: float = 50.0, sample_interval: int = 10, trajectory_interval: int = 500,
            checkpoint_interval: int = 500, directory="quench", seed: int = 0, t_tau: float = 100.0,
            p_tau: float = 1000.0, relax_steps: int = 50, max_expansion: float = 2.0, show_progress: bool = True,
-           overwrite: bool = False) -> QuenchResult:
+           overwrite: bool = False, replicas: int = 1):
     """Melt, cool linearly and hold ``atoms`` with ``calc`` at constant pressure (ASE MD).
 
     Args:
-        atoms: periodic structure (it is copied; the original is not changed).
+        atoms: periodic structure (it is copied; the original is not changed), or a list of them, one
+            start per replica.
+        replicas: independent replicas (>= 1), advanced in lockstep with one batched evaluation per MD step
+            (``equicalc.ensemble.BatchedCalculators``); replica ``k`` uses seed ``seed + k`` and its own
+            start (``atoms[k]``, or ``atoms`` for all) and writes to ``directory/replica_<k>``. Each is the
+            run it would be alone. With more than one, the result is an ``EnsembleQuenchResult``.
         calc: any ASE calculator giving energy, forces and stress (EquiCalc, EMT, EAM...).
         t_melt, t_final: temperatures of the melt and of the end, K.
         cooling_rate: K/ps (1 K/ps = 1e12 K/s).
@@ -262,25 +326,83 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
             that started it; anything else is a ``ValueError`` that names what differs.
 
     Returns:
-        ``QuenchResult`` over all recorded rows.
+        ``QuenchResult`` over all recorded rows (``EnsembleQuenchResult`` for several replicas).
     """
-    _check_arguments(atoms, t_melt, t_final, cooling_rate, timestep, relax_steps, max_expansion)
+    starts = list(atoms) if isinstance(atoms, (list, tuple)) else [atoms] * replicas
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1 or len(starts) != replicas:
+        raise ValueError(f"quench: replicas must be a positive integer and match the starting structures, got "
+                         f"{replicas!r} for {len(starts)} structures")
+    for start in starts:
+        _check_arguments(start, t_melt, t_final, cooling_rate, timestep, relax_steps, max_expansion)
+    if len({tuple(sorted(set(a.get_chemical_symbols()))) for a in starts}) > 1:
+        raise ValueError("quench: the replicas' starting structures hold different sets of species")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    protocol = make_protocol(atoms, t_melt, t_final, cooling_rate, pressure, timestep, melt_time, hold_time, window,
-                             seed, relax_steps)
-    from ..md import calculator_fingerprint
+    folders = [directory] if replicas == 1 else [directory / f"replica_{k}" for k in range(replicas)]
+    runs = []
+    for k, (start, folder) in enumerate(zip(starts, folders)):
+        folder.mkdir(parents=True, exist_ok=True)
+        protocol = make_protocol(start, t_melt, t_final, cooling_rate, pressure, timestep, melt_time, hold_time,
+                                 window, seed + k, relax_steps)
+        runs.append(_Run.prepare(start, calc, folder, protocol, overwrite, max_expansion))
+    md = dict(t_tau=t_tau, p_tau=p_tau, sample_interval=sample_interval, trajectory_interval=trajectory_interval,
+              checkpoint_interval=checkpoint_interval)
+    if replicas == 1:
+        runs[0].advance(calc, show_progress=show_progress, **md)
+        return runs[0].result()
+    _align(runs)
+    from ..ensemble import BatchedCalculators
 
-    v_limit = max_expansion * atoms.get_volume() / len(atoms)
-    fingerprint = calculator_fingerprint(calc)
-    atoms, start_step, barostat = _start(atoms, calc, directory, protocol, fingerprint, overwrite)
-    atoms.calc = calc
-    if start_step < protocol["n_steps"]:
-        dyn = _dynamics(atoms, protocol, start_step, barostat, t_tau, p_tau)
-        with _Records(directory, protocol, fingerprint, start_step, trajectory_interval) as records:
-            _run_segment(dyn, atoms, records, protocol, start_step, sample_interval, trajectory_interval,
-                         checkpoint_interval, v_limit, show_progress)
-    return QuenchResult(directory, _read_csv(directory / "quench.csv"), protocol)
+    group = BatchedCalculators(calc, replicas)
+    group.run([lambda k=k: runs[k].advance(group[k], show_progress=show_progress and k == 0, **md)
+               for k in range(replicas)])
+    return EnsembleQuenchResult(directory, [run.result() for run in runs])
+
+
+class _Run:
+    """One replica of a quench: its folder, protocol and the state it goes on from."""
+
+    def __init__(self, folder, protocol, fingerprint, atoms, step, barostat, v_limit):
+        self.folder, self.protocol, self.fingerprint = folder, protocol, fingerprint
+        self.atoms, self.step, self.barostat, self.v_limit = atoms, step, barostat, v_limit
+
+    @classmethod
+    def prepare(cls, atoms, calc, folder: Path, protocol: dict, overwrite: bool, max_expansion: float) -> "_Run":
+        """The saved state of ``folder`` (checked to be this run's), or a fresh, relaxed, thermalised start."""
+        from ..md import calculator_fingerprint
+
+        v_limit = max_expansion * atoms.get_volume() / len(atoms)
+        fingerprint = calculator_fingerprint(calc)
+        state, step, barostat = _start(atoms, calc, folder, protocol, fingerprint, overwrite)
+        return cls(folder, protocol, fingerprint, state, step, barostat, v_limit)
+
+    def advance(self, calc, t_tau, p_tau, sample_interval, trajectory_interval, checkpoint_interval,
+                show_progress) -> None:
+        """MD with ``calc`` from the state to the protocol's end."""
+        self.atoms.calc = calc
+        if self.step >= self.protocol["n_steps"]:
+            return
+        dyn = _dynamics(self.atoms, self.protocol, self.step, self.barostat, t_tau, p_tau)
+        with _Records(self.folder, self.protocol, self.fingerprint, self.step, trajectory_interval) as records:
+            _run_segment(dyn, self.atoms, records, self.protocol, self.step, sample_interval, trajectory_interval,
+                         checkpoint_interval, self.v_limit, show_progress)
+
+    def result(self) -> QuenchResult:
+        return QuenchResult(self.folder, _read_csv(self.folder / "quench.csv"), self.protocol)
+
+
+def _align(runs) -> None:
+    """Replicas resume from one step: a kill between two replicas' saves leaves some a checkpoint ahead; those
+    go back to their previous saved state (each keeps one), so that all advance in lockstep again."""
+    common = min(run.step for run in runs)
+    for run in runs:
+        if run.step == common:
+            continue
+        previous = _load_state(run.folder, "state_prev.json")
+        if int(previous["step"]) != common:
+            raise ValueError(f"quench: the replicas in {run.folder.parent} were saved at steps too far apart "
+                             f"({common} and {run.step}) to resume together; start afresh with overwrite")
+        _truncate_records(run.folder / "quench.csv", run.folder / "quench.traj", common)
+        run.atoms, run.step, run.barostat = previous["atoms"], common, previous["barostat"]
 
 
 def _check_arguments(atoms, t_melt, t_final, cooling_rate, timestep, relax_steps, max_expansion) -> None:
@@ -309,7 +431,8 @@ def make_protocol(atoms, t_melt, t_final, cooling_rate, pressure, timestep, melt
                 formula=atoms.get_chemical_formula())
 
 
-RUN_FILES = ("quench.csv", "quench.traj", "state.json", "log.txt", "summary.json", "quench.png", "rdf.png")
+RUN_FILES = ("quench.csv", "quench.traj", "state.json", "state_prev.json", "log.txt", "summary.json", "quench.png",
+             "rdf.png")
 
 
 def _start(atoms, calc, directory: Path, protocol: dict, fingerprint: dict, overwrite: bool):
@@ -320,7 +443,7 @@ def _start(atoms, calc, directory: Path, protocol: dict, fingerprint: dict, over
     from ..files import remove_temporary
 
     remove_temporary(directory)
-    if (directory / "state.json").exists() and not overwrite:
+    if ((directory / "state.json").exists() or (directory / "state_prev.json").exists()) and not overwrite:
         saved = _load_state(directory)
         for name, now, then in (("protocol", protocol, saved["protocol"]), ("calculator", fingerprint,
                                                                               saved.get("calculator"))):
