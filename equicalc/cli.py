@@ -190,11 +190,12 @@ def cmd_quench(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     check_output(out / "summary.json")
     calc, label = _calculator(args)
-    atoms = random_alloy(args.atoms, args.composition, volume_per_atom=17.5, seed=args.seed)
-    print(f"melt-quench of {len(atoms)} atoms, {atoms.get_chemical_formula()}: {args.t_melt:g} K for "
-          f"{args.melt_time:g} ps, cooling at {args.rate:g} K/ps to {args.t_final:g} K, hold {args.hold_time:g} ps, "
-          f"{args.pressure:g} bar, with {label}; output in {out}/")
-    res = quench(atoms, calc, t_melt=args.t_melt, t_final=args.t_final, cooling_rate=args.rate,
+    starts = [random_alloy(args.atoms, args.composition, volume_per_atom=17.5, seed=args.seed + k)
+              for k in range(args.replicas)]
+    print(f"melt-quench of {args.replicas} x {args.atoms} atoms, {starts[0].get_chemical_formula()}: "
+          f"{args.t_melt:g} K for {args.melt_time:g} ps, cooling at {args.rate:g} K/ps to {args.t_final:g} K, hold "
+          f"{args.hold_time:g} ps, {args.pressure:g} bar, with {label}; output in {out}/")
+    res = quench(starts, calc, replicas=args.replicas, t_melt=args.t_melt, t_final=args.t_final, cooling_rate=args.rate,
                  pressure=args.pressure, timestep=args.timestep, melt_time=args.melt_time, hold_time=args.hold_time,
                  window=args.window, directory=out, seed=args.seed, show_progress=not args.quiet,
                  overwrite=args.overwrite, trajectory_interval=args.interval, checkpoint_interval=args.interval)
@@ -211,10 +212,12 @@ def cmd_quench(args) -> int:
             print(f"  no kink resolved in {quantity}(T): the two branches have nearly the same slope; a slower "
                   "--rate, more --atoms or other fit ranges may resolve it")
     if "glass_volume_per_atom" in summary:
+        spread = (f" (± {summary['glass_volume_per_atom_error']:.3f} and ± {summary['glass_epot_per_atom_error']:.4f}"
+                  f" over {args.replicas} replicas)" if args.replicas > 1 else "")
         print(f"glass at {args.t_final:g} K: V = {summary['glass_volume_per_atom']:.3f} Å^3/atom, "
-              f"Epot = {summary['glass_epot_per_atom']:.4f} eV/atom")
+              f"Epot = {summary['glass_epot_per_atom']:.4f} eV/atom{spread}")
     res.plot(out / "quench.png", **ranges)
-    written = ["quench.csv", "quench.png"]
+    written = ["quench.csv" if args.replicas == 1 else "replica_*/quench.csv", "quench.png"]
     if summary["rdf"] is not None:
         summary["rdf"].plot(path=out / "rdf.png")
         written.append("rdf.png")
@@ -368,6 +371,9 @@ def _md_parsers(sub) -> None:
     qu.add_argument("--glass-range", type=float, nargs=2, default=(300.0, 700.0), metavar=("LO", "HI"),
                     help="K, fit range of the glass branch (default 300 700)")
     qu.add_argument("--interval", type=_positive_int, default=50, help="steps between trajectory frames and saved states")
+    qu.add_argument("--replicas", type=_positive_int, default=1,
+                    help="independent replicas (own starts and seeds), in lockstep with batched evaluations; Tg "
+                         "as mean ± standard error over them (default 1)")
     qu.add_argument("--output-dir", default="quench", help="output folder (default ./quench)")
     qu.add_argument("--overwrite", action="store_true",
                     help="start afresh where the folder holds a run (deletes its files); without it the run resumes")

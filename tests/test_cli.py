@@ -142,3 +142,20 @@ def test_md_replicas_run_in_lockstep_and_each_is_its_solo_run(tmp_path, capsys):
     assert np.abs(first.positions - second.positions).max() > 0.1  # own seeds, own starts
     # replica 1 of the ensemble is the run with seed 1 alone, to float32 rounding
     np.testing.assert_allclose(second.positions, solo.positions, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_quench_command_with_replicas(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "q"
+    args = ["quench", "--model", _small_model_file(tmp_path), "--atoms", "16", "--t-melt", "1200", "--t-final", "400",
+            "--rate", "4000", "--melt-time", "0.04", "--hold-time", "0.04", "--window", "100", "--interval", "20",
+            "--output-dir", str(out), "--quiet", "--replicas", "2", "--liquid-range", "800", "1200",
+            "--glass-range", "400", "800"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["replicas"] == 2 and (out / "replica_1" / "quench.csv").exists()
+    per = summary["tg_volume"]["per_replica_K"]
+    assert len(per) == 2 and summary["tg_volume"]["tg_K"] == pytest.approx(np.mean(per))
+    assert "over 2 replicas" in capsys.readouterr().out

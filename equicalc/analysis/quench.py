@@ -118,38 +118,16 @@ class QuenchResult:
     def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
         """What the run found, as plain values: Tg from V(T) and H(T) (``tg_volume``, ``tg_enthalpy`` by windows,
         ``tg_volume_hyperbola``, ``tg_enthalpy_hyperbola`` by the whole-curve fit: K, error, whether a kink was
-        resolved, fit ranges; or the reason there is none), the glass's mean volume (Å³/atom)
-        and potential energy (eV/atom) over the final hold, and the first RDF peaks (Å) of its frames.
+        resolved, fit ranges; or the reason there is none), the glass's mean volume (Å³/atom) and potential energy
+        (eV/atom) over the final hold, and the first RDF peaks (Å) of its frames.
 
         Also returns the ``GlassTransition`` objects under ``"fits"`` and the ``RDFResult`` under ``"rdf"``
         (not JSON: drop them before writing).
         """
-        out, fits = {"protocol": self.protocol}, {}
-        p = self.protocol
-        for quantity in ("volume", "enthalpy"):
-            for method, suffix in (("windows", ""), ("hyperbola", "_hyperbola")):
-                key = f"tg_{quantity}{suffix}"
-                try:
-                    tg = self.glass_transition(quantity, liquid_range, glass_range, method=method)
-                except ValueError as exc:
-                    out[key] = {"error": str(exc)}
-                    continue
-                fits[quantity + suffix] = tg
-                out[key] = {"tg_K": tg.tg, "error_K": tg.error, "resolved": tg.resolved(p["t_final"], p["t_melt"]),
-                            "liquid_range_K": tg.liquid_range, "glass_range_K": tg.glass_range, "method": method}
-        hold = self.data["stage"] == "hold"
-        if hold.any():
-            out["glass_volume_per_atom"] = float(self.data["volume_per_atom"][hold].mean())
-            out["glass_epot_per_atom"] = float(self.data["epot_per_atom"][hold].mean())
-        frames = self.glass_frames()
-        g = None
-        if frames:
-            from .rdf import rdf
+        def fit(quantity, method):
+            return self.glass_transition(quantity, liquid_range, glass_range, method=method)
 
-            g = rdf(frames, r_max=rdf_r_max, nbins=rdf_bins)
-            out["rdf_first_peaks_A"] = g.first_peak()
-        out["fits"], out["rdf"] = fits, g
-        return out
+        return _summary(self.protocol, fit, [self], self.glass_frames(), rdf_r_max, rdf_bins)
 
     def plot(self, path=None, liquid_range=None, glass_range=None):
         """V(T) and H(T) of the cooling windows with the two fits and Tg; returns the ``Figure``."""
@@ -202,8 +180,21 @@ class EnsembleQuenchResult:
         return ensemble_glass_transition([(w["T"], w[self._KEYS[quantity]]) for w in windows], quantity, method,
                                          **ranges)
 
-    def plot(self, path=None, method: str = "hyperbola"):
-        """V(T) and H(T) of every replica, and the ensemble's Tg; returns the ``Figure``."""
+    def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
+        """``QuenchResult.summary`` for the ensemble: Tg as mean ± standard error over the replicas (with
+        ``per_replica_K``), the glass's volume and energy as means over the replicas (with their standard
+        errors), and the RDF of all replicas' glass frames."""
+        def fit(quantity, method):
+            return self.glass_transition(quantity, method, liquid_range, glass_range)
+
+        frames = [a for r in self.replicas for a in r.glass_frames()]
+        out = _summary(self.protocol, fit, self.replicas, frames, rdf_r_max, rdf_bins)
+        out["replicas"] = len(self.replicas)
+        return out
+
+    def plot(self, path=None, liquid_range=None, glass_range=None, method: str = "hyperbola"):
+        """V(T) and H(T) of every replica, and the ensemble's Tg (``method``; windows use the ranges); returns
+        the ``Figure``."""
         from ..plotting import new_figure, save_figure
 
         fig, axes = new_figure(2, size=(10, 4))
@@ -212,7 +203,7 @@ class EnsembleQuenchResult:
                 w = r.windows()
                 ax.plot(w["T"], w[self._KEYS[quantity]], "o-", ms=2, lw=0.8, alpha=0.7, label=f"replica {k}")
             try:
-                tg = self.glass_transition(quantity, method)
+                tg = self.glass_transition(quantity, method, liquid_range, glass_range)
                 ax.axvspan(tg.tg - tg.error, tg.tg + tg.error, color="k", alpha=0.12)
                 ax.axvline(tg.tg, color="k", lw=1)
                 ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K ({len(tg.per_replica)} replicas)", fontsize=10)
@@ -227,6 +218,39 @@ class EnsembleQuenchResult:
         if path is not None:
             save_figure(fig, path)
         return fig
+
+
+def _summary(protocol: dict, fit, results: list, frames: list, rdf_r_max: float, rdf_bins: int) -> dict:
+    """The plain-value summary of one run or an ensemble (``fit(quantity, method)`` gives its Tg)."""
+    out, fits = {"protocol": protocol}, {}
+    for quantity in ("volume", "enthalpy"):
+        for method, suffix in (("windows", ""), ("hyperbola", "_hyperbola")):
+            key = f"tg_{quantity}{suffix}"
+            try:
+                tg = fit(quantity, method)
+            except ValueError as exc:
+                out[key] = {"error": str(exc)}
+                continue
+            fits[quantity + suffix] = tg
+            out[key] = {"tg_K": tg.tg, "error_K": tg.error, "resolved": tg.resolved(protocol["t_final"],
+                                                                                    protocol["t_melt"]),
+                        "liquid_range_K": tg.liquid_range, "glass_range_K": tg.glass_range, "method": method,
+                        "per_replica_K": list(tg.per_replica)}
+    for column, key in (("volume_per_atom", "glass_volume_per_atom"), ("epot_per_atom", "glass_epot_per_atom")):
+        values = [float(r.data[column][r.data["stage"] == "hold"].mean()) for r in results
+                  if (r.data["stage"] == "hold").any()]
+        if values:
+            out[key] = float(np.mean(values))
+            if len(values) > 1:
+                out[key + "_error"] = float(np.std(values, ddof=1) / np.sqrt(len(values)))
+    g = None
+    if frames:
+        from .rdf import rdf
+
+        g = rdf(frames, r_max=rdf_r_max, nbins=rdf_bins)
+        out["rdf_first_peaks_A"] = g.first_peak()
+    out["fits"], out["rdf"] = fits, g
+    return out
 
 
 def _draw_fits(ax, tg: GlassTransition, temperatures) -> None:
