@@ -211,6 +211,9 @@ def cmd_quench(args) -> int:
         if not summary[f"tg_{key}"]["resolved"]:
             print(f"  no kink resolved in {quantity}(T): the two branches have nearly the same slope; a slower "
                   "--rate, more --atoms or other fit ranges may resolve it")
+    for suffix, name in (("", "windows"), ("_hyperbola", "whole-curve")):
+        if summary.get(f"tg_volume_enthalpy_agree{suffix}") is False:
+            print(f"  Tg from V(T) and from H(T) ({name} fits) differ by more than twice their combined error")
     if "glass_volume_per_atom" in summary:
         spread = (f" (± {summary['glass_volume_per_atom_error']:.3f} and ± {summary['glass_epot_per_atom_error']:.4f}"
                   f" over {args.replicas} replicas)" if args.replicas > 1 else "")

@@ -57,3 +57,14 @@ def test_bad_input_is_named():
         fit_glass_transition(T, volume_curve(), method="spline")
     with pytest.raises(ValueError, match="at least 6 finite points"):
         fit_glass_transition(T[:4], volume_curve()[:4], method="hyperbola")
+
+
+def test_volume_and_enthalpy_agreement_is_stated():
+    import importlib
+
+    qmod = importlib.import_module("equicalc.analysis.quench")
+    close = fit_glass_transition(T, volume_curve(noise=0.004, seed=4), method="hyperbola")
+    other = fit_glass_transition(T, volume_curve(tg=1300.0, noise=0.004, seed=5), method="hyperbola")
+    assert qmod._volume_and_enthalpy_agree(close, close) is True
+    assert qmod._volume_and_enthalpy_agree(close, other) is False
+    assert qmod._volume_and_enthalpy_agree(close, None) is None

@@ -118,7 +118,8 @@ class QuenchResult:
     def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
         """What the run found, as plain values: Tg from V(T) and H(T) (``tg_volume``, ``tg_enthalpy`` by windows,
         ``tg_volume_hyperbola``, ``tg_enthalpy_hyperbola`` by the whole-curve fit: K, error, whether a kink was
-        resolved, fit ranges; or the reason there is none), the glass's mean volume (Å³/atom) and potential energy
+        resolved, fit ranges; or the reason there is none; ``tg_volume_enthalpy_agree[_hyperbola]``: whether the
+        two agree within twice their combined error), the glass's mean volume (Å³/atom) and potential energy
         (eV/atom) over the final hold, and the first RDF peaks (Å) of its frames.
 
         Also returns the ``GlassTransition`` objects under ``"fits"`` and the ``RDFResult`` under ``"rdf"``
@@ -220,6 +221,13 @@ class EnsembleQuenchResult:
         return fig
 
 
+def _volume_and_enthalpy_agree(tg_v, tg_h):
+    """Whether Tg from V(T) and from H(T) agree within twice their combined error (None: not both there)."""
+    if tg_v is None or tg_h is None or not all(np.isfinite([tg_v.tg, tg_h.tg, tg_v.error, tg_h.error])):
+        return None
+    return bool(abs(tg_v.tg - tg_h.tg) <= 2.0 * np.hypot(tg_v.error, tg_h.error))
+
+
 def _summary(protocol: dict, fit, results: list, frames: list, rdf_r_max: float, rdf_bins: int) -> dict:
     """The plain-value summary of one run or an ensemble (``fit(quantity, method)`` gives its Tg)."""
     out, fits = {"protocol": protocol}, {}
@@ -236,6 +244,10 @@ def _summary(protocol: dict, fit, results: list, frames: list, rdf_r_max: float,
                                                                                     protocol["t_melt"]),
                         "liquid_range_K": tg.liquid_range, "glass_range_K": tg.glass_range, "method": method,
                         "per_replica_K": list(tg.per_replica)}
+    for suffix in ("", "_hyperbola"):
+        agree = _volume_and_enthalpy_agree(fits.get("volume" + suffix), fits.get("enthalpy" + suffix))
+        if agree is not None:
+            out[f"tg_volume_enthalpy_agree{suffix}"] = agree
     for column, key in (("volume_per_atom", "glass_volume_per_atom"), ("epot_per_atom", "glass_epot_per_atom")):
         values = [float(r.data[column][r.data["stage"] == "hold"].mean()) for r in results
                   if (r.data["stage"] == "hold").any()]
