@@ -99,3 +99,16 @@ def training_config(data, run_dir, model=None, **training):
         "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0},
         "training": {"batch_size": 4, "max_epochs": 3, "lr": 0.01, "num_threads": 2, **training},
     }, base_dir=data)
+
+
+def cu_au_alloy(seed=0):
+    """32 atoms of fcc Cu with 10 random Au (an alloy EMT knows), a = 3.7 Å."""
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
+    atoms.numbers[np.random.default_rng(seed).permutation(len(atoms))[:10]] = 79
+    return atoms
+
+
+# a melt-quench of a few hundred steps: melt, ramp and hold, a saved state every 20 steps
+SHORT_QUENCH = dict(t_melt=1200.0, t_final=600.0, cooling_rate=3000.0, timestep=4.0, melt_time=0.08, hold_time=0.04,
+                    window=100.0, sample_interval=5, trajectory_interval=20, checkpoint_interval=20, seed=1,
+                    show_progress=False, relax_steps=0)

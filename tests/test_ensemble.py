@@ -9,7 +9,7 @@ from ase.md.langevinbaoab import LangevinBAOAB
 from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
-from conftest import random_cuzr, small_model
+from conftest import SHORT_QUENCH, cu_au_alloy, random_cuzr, small_model
 from equicalc import EquiCalc
 from equicalc.ensemble import BatchedCalculators
 
@@ -111,17 +111,7 @@ def test_unequal_replicas_and_failures_are_errors():
 
 # -- melt-quench ensembles ------------------------------------------------------------------------------------
 
-def _cu_au(seed):
-    from ase.build import bulk
-
-    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
-    atoms.numbers[np.random.default_rng(seed).permutation(len(atoms))[:10]] = 79
-    return atoms
-
-
-QUENCH = dict(t_melt=1200.0, t_final=600.0, cooling_rate=3000.0, timestep=4.0, melt_time=0.08, hold_time=0.04,
-              window=100.0, sample_interval=5, trajectory_interval=20, checkpoint_interval=20, seed=1,
-              show_progress=False, relax_steps=5)
+QUENCH = dict(SHORT_QUENCH, relax_steps=5)
 
 
 def _calc():
@@ -133,10 +123,10 @@ def test_a_quench_ensemble_is_its_replicas_run_alone(tmp_path):
     from equicalc.analysis import EnsembleQuenchResult, quench
 
     calc = _calc()
-    ensemble = quench([_cu_au(0), _cu_au(1)], calc, replicas=2, directory=tmp_path / "ensemble", **QUENCH)
+    ensemble = quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "ensemble", **QUENCH)
     assert isinstance(ensemble, EnsembleQuenchResult) and len(ensemble.replicas) == 2
     for k in range(2):
-        alone = quench(_cu_au(k), calc, directory=tmp_path / f"alone{k}", **dict(QUENCH, seed=1 + k))
+        alone = quench(cu_au_alloy(k), calc, directory=tmp_path / f"alone{k}", **dict(QUENCH, seed=1 + k))
         together = ensemble.replicas[k]
         assert together.protocol == alone.protocol  # the replica's own seed
         for column in ("temperature_K", "volume_per_atom", "enthalpy_per_atom"):
@@ -162,7 +152,7 @@ def test_a_killed_ensemble_resumes_in_lockstep(tmp_path, monkeypatch):
 
     qmod = importlib.import_module("equicalc.analysis.quench")
     calc = _calc()
-    reference = quench([_cu_au(0), _cu_au(1)], calc, replicas=2, directory=tmp_path / "reference", **QUENCH)
+    reference = quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "reference", **QUENCH)
     saves = {"n": 0}
     original = qmod._save_state
 
@@ -175,8 +165,8 @@ def test_a_killed_ensemble_resumes_in_lockstep(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(qmod, "_save_state", dying)
         with pytest.raises(_Kill):  # the replica's own error, not the others' "stopped"
-            quench([_cu_au(0), _cu_au(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
-    done = quench([_cu_au(0), _cu_au(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
+            quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
+    done = quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
     for a, b in zip(reference.replicas, done.replicas):
         np.testing.assert_array_equal(a.data["step"], b.data["step"])
         np.testing.assert_allclose(b.data["volume_per_atom"], a.data["volume_per_atom"], rtol=1e-12)
@@ -186,10 +176,10 @@ def test_quench_ensemble_input_errors(tmp_path):
     from equicalc.analysis import quench
 
     with pytest.raises(ValueError, match="replicas must be a positive integer"):
-        quench(_cu_au(0), EMT(), replicas=0, directory=tmp_path)
+        quench(cu_au_alloy(0), EMT(), replicas=0, directory=tmp_path)
     with pytest.raises(ValueError, match="match the starting structures"):
-        quench([_cu_au(0), _cu_au(1)], EMT(), replicas=3, directory=tmp_path)
-    other = _cu_au(2)
+        quench([cu_au_alloy(0), cu_au_alloy(1)], EMT(), replicas=3, directory=tmp_path)
+    other = cu_au_alloy(2)
     other.numbers[other.numbers == 79] = 47
     with pytest.raises(ValueError, match="different sets of species"):
-        quench([_cu_au(0), other], EMT(), replicas=2, directory=tmp_path)
+        quench([cu_au_alloy(0), other], EMT(), replicas=2, directory=tmp_path)

@@ -10,7 +10,7 @@ import torch
 from ase import Atoms
 from ase.calculators.emt import EMT
 
-from conftest import random_cuzr, small_model, training_config, write_emt_data
+from conftest import SHORT_QUENCH, cu_au_alloy, random_cuzr, small_model, training_config, write_emt_data
 from equicalc import EquiCalc, build_model, load_model, save_model
 from equicalc.cli import main
 from equicalc.model_io import FORMAT_VERSION
@@ -321,17 +321,7 @@ def test_training_killed_after_any_write_resumes_to_the_same_end(emt_data, tmp_p
 
 # -- quench ---------------------------------------------------------------------------------------------------
 
-def _emt_alloy(seed=0):
-    from ase.build import bulk
-
-    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
-    atoms.numbers[np.random.default_rng(seed).permutation(len(atoms))[:10]] = 79
-    return atoms
-
-
-QUENCH = dict(t_melt=1200.0, t_final=600.0, cooling_rate=3000.0, timestep=4.0, melt_time=0.08, hold_time=0.04,
-              window=100.0, sample_interval=5, trajectory_interval=20, checkpoint_interval=20, seed=1,
-              show_progress=False, relax_steps=0)
+QUENCH = SHORT_QUENCH
 
 
 def test_quench_resumes_only_with_its_calculator(tmp_path, capsys):
@@ -339,15 +329,15 @@ def test_quench_resumes_only_with_its_calculator(tmp_path, capsys):
 
     model = small_model(species=["Cu", "Au"], shifts={"Cu": -3.5, "Au": -3.8})
     short = dict(QUENCH, hold_time=0.0, cooling_rate=30000.0)
-    quench(_emt_alloy(), EquiCalc(model), directory=tmp_path, **short)
+    quench(cu_au_alloy(), EquiCalc(model), directory=tmp_path, **short)
     with pytest.raises(ValueError, match="another calculator .*dtype"):
-        quench(_emt_alloy(), EquiCalc(model, dtype="float32"), directory=tmp_path, **short)
+        quench(cu_au_alloy(), EquiCalc(model, dtype="float32"), directory=tmp_path, **short)
     with pytest.raises(ValueError, match="another calculator .*weights_sha256"):
         other = small_model(species=["Cu", "Au"], shifts={"Cu": -3.5, "Au": -3.8}, seed=9)
-        quench(_emt_alloy(), EquiCalc(other), directory=tmp_path, **short)
+        quench(cu_au_alloy(), EquiCalc(other), directory=tmp_path, **short)
     with pytest.raises(ValueError, match="another protocol .*cooling_rate"):
-        quench(_emt_alloy(), EquiCalc(model), directory=tmp_path, **QUENCH)
-    quench(_emt_alloy(), EMT(), directory=tmp_path, overwrite=True, **QUENCH)
+        quench(cu_au_alloy(), EquiCalc(model), directory=tmp_path, **QUENCH)
+    quench(cu_au_alloy(), EMT(), directory=tmp_path, overwrite=True, **QUENCH)
     assert "overwrite deleted" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "quench.csv", "quench.traj", "state.json",
                                                           "state_prev.json"]
@@ -366,7 +356,7 @@ def test_quench_killed_after_any_write_resumes_to_the_same_end(tmp_path, monkeyp
     qmod = importlib.import_module("equicalc.analysis.quench")  # the module (the package exports the function)
 
     calc = EquiCalc(small_model(species=["Cu", "Au"], shifts={"Cu": -3.5, "Au": -3.8}), skin=0.0)  # deterministic: the same input, the same bits
-    reference = qmod.quench(_emt_alloy(), calc, directory=tmp_path / "reference", **QUENCH)
+    reference = qmod.quench(cu_au_alloy(), calc, directory=tmp_path / "reference", **QUENCH)
     n_steps = reference.protocol["n_steps"]
     kills = [[(qmod._Records, "frame"), (pathlib.Path, "write_text"), (os, "replace")]] * 3 + [[(EquiCalc, "calculate")]]
     for k, targets in enumerate(kills):
@@ -374,8 +364,8 @@ def test_quench_killed_after_any_write_resumes_to_the_same_end(tmp_path, monkeyp
         with monkeypatch.context() as m:
             _kill_after(m, targets, 4 + k if k < 3 else 31)  # writes 1-3: the first segment's
             with pytest.raises(_Kill):
-                qmod.quench(_emt_alloy(), calc, directory=run, **QUENCH)
-        done = qmod.quench(_emt_alloy(), calc, directory=run, **QUENCH)
+                qmod.quench(cu_au_alloy(), calc, directory=run, **QUENCH)
+        done = qmod.quench(cu_au_alloy(), calc, directory=run, **QUENCH)
         assert done.data["step"][-1] == n_steps, k
         for column in ("temperature_K", "volume_per_atom", "epot_per_atom", "pressure_GPa"):
             np.testing.assert_array_equal(done.data[column], reference.data[column], err_msg=f"{k} {column}")
@@ -392,7 +382,7 @@ def test_a_kill_while_records_are_truncated_leaves_them_whole(tmp_path, monkeypa
     from ase.io.trajectory import TrajectoryWriter
 
     qmod = importlib.import_module("equicalc.analysis.quench")
-    qmod.quench(_emt_alloy(), EMT(), directory=tmp_path, **QUENCH)
+    qmod.quench(cu_au_alloy(), EMT(), directory=tmp_path, **QUENCH)
     traj, rows = tmp_path / "quench.traj", (tmp_path / "quench.csv").read_text()
     n_frames = len(read(traj, ":"))
     with monkeypatch.context() as m:
