@@ -1,12 +1,13 @@
-"""Command line: ``equicalc train | eval | deploy | models | md | quench | rdf | phonons``.
+"""Command line: ``equicalc train | eval | deploy | models | md | quench | rdf | voronoi | phonons``.
 
     equicalc train config.yaml            # fit a model; --restart resumes
     equicalc eval model.pth data.extxyz   # error table, optional predictions and parity plot
     equicalc deploy checkpoint.pt model.pth
     equicalc models                       # the shipped models, their cutoffs and errors
     equicalc md --atoms 500 --steps 200 --temperature 1500
-    equicalc quench                       # Cu64Zr36 melt-quench -> Tg, V(T)/H(T) and RDF plots
+    equicalc quench                       # Cu64Zr36 melt-quench -> Tg, V(T)/H(T), RDF, icosahedra: one page
     equicalc rdf md.traj                  # g(r), partials, coordination numbers, S(q)
+    equicalc voronoi md.traj              # Voronoi polyhedra per species, icosahedral fraction
     equicalc phonons                      # B2 CuZr phonons (model vs the EAM reference when installed)
 
 Commands that need a model take ``--model``: a model file, a shipped model's
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -183,7 +185,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_quench(args) -> int:
-    from .analysis.quench import quench
+    from .analysis.quench import quench, report
     from .systems import random_alloy
 
     out = Path(args.output_dir)
@@ -219,13 +221,15 @@ def cmd_quench(args) -> int:
                   f" over {args.replicas} replicas)" if args.replicas > 1 else "")
         print(f"glass at {args.t_final:g} K: V = {summary['glass_volume_per_atom']:.3f} Å^3/atom, "
               f"Epot = {summary['glass_epot_per_atom']:.4f} eV/atom{spread}")
-    res.plot(out / "quench.png", **ranges)
+    report(res, summary, out / "quench.png", **ranges)
     written = ["quench.csv" if args.replicas == 1 else "replica_*/quench.csv", "quench.png"]
     if summary["rdf"] is not None:
-        summary["rdf"].plot(path=out / "rdf.png")
-        written.append("rdf.png")
         print("RDF of the glass, first peaks (Å): "
               + ", ".join(f"{k} {v:.2f}" for k, v in summary["rdf_first_peaks_A"].items()))
+    for species, value in summary.get("glass_icosahedral_fraction", {}).items():
+        error = summary.get("glass_icosahedral_fraction_error", {}).get(species)
+        print(f"{species}-centred full icosahedra ⟨0,0,12,0⟩ in the glass: {value:.3f}"
+              + (f" ± {error:.3f}" if error is not None else ""))
     summary.pop("fits"), summary.pop("rdf")
     summary["model"] = label
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -267,6 +271,36 @@ def cmd_rdf(args) -> int:
         res.structure_factor().plot(path=args.sq_plot)
         print(f"S(q) plot written to {args.sq_plot}")
     return 0
+
+
+def cmd_voronoi(args) -> int:
+    from .analysis.voronoi import voronoi
+
+    if args.plot:
+        check_output(args.plot)
+    res = voronoi(args.trajectory, area_threshold=args.area_threshold, edge_threshold=args.edge_threshold,
+                  backend=args.backend, radii=args.radii, index=args.index, show_progress=not args.quiet)
+    print(f"{len(res.indices)} frames, species {sorted(res.species)}; Voronoi index <n3,n4,n5,n6>, fraction of "
+          "the centre atoms over all frames:")
+    for species in sorted(res.species):
+        print(f"  {species}-centred: " + ", ".join("<{},{},{},{}> ".format(*index) + f"{fraction:.3f}"
+                                                  for index, fraction in res.most_frequent(species, args.top)))
+        print(f"  {species}-centred full icosahedra <0,0,12,0>: {res.icosahedral_fraction(species).mean():.3f}")
+    if args.plot:
+        res.plot("Cu" if "Cu" in res.species else sorted(res.species)[0], path=args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _radii(text: str) -> dict:
+    """``Cu=1.28,Zr=1.60`` -> {"Cu": 1.28, "Zr": 1.6} (Å)."""
+    try:
+        radii = {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SYMBOL=RADIUS pairs such as Cu=1.28,Zr=1.60, got {text!r}")
+    if not all(math.isfinite(r) and r > 0 for r in radii.values()):
+        raise argparse.ArgumentTypeError(f"radii must be positive, got {text!r}")
+    return radii
 
 
 def cmd_phonons(args) -> int:
@@ -359,7 +393,7 @@ def _md_parsers(sub) -> None:
                     help="independent replicas (seeds seed, seed+1...) advanced in lockstep, forces batched")
     _model_options(md)
     md.set_defaults(func=cmd_md)
-    qu = sub.add_parser("quench", help="Cu–Zr melt-quench: Tg from V(T) and H(T), plots and RDF")
+    qu = sub.add_parser("quench", help="Cu–Zr melt-quench: Tg from V(T) and H(T), RDF and icosahedral order, one page")
     _structure_options(qu, 250)
     qu.add_argument("--t-melt", type=_positive_float, default=2000.0, help="melt temperature, K (default 2000)")
     qu.add_argument("--t-final", type=_positive_float, default=300.0, help="final temperature, K (default 300)")
@@ -395,6 +429,19 @@ def _analysis_parsers(sub) -> None:
     rd.add_argument("--sq-plot", help="PNG of S(q)")
     rd.add_argument("--quiet", action="store_true", help="no progress bar")
     rd.set_defaults(func=cmd_rdf)
+    vo = sub.add_parser("voronoi", help="Voronoi polyhedra of a trajectory: the most frequent, icosahedral order")
+    vo.add_argument("trajectory", help="trajectory or structure file (ase.io.read), periodic")
+    vo.add_argument("--index", default=":", help="frames to use, ase.io.read syntax (default ':')")
+    vo.add_argument("--area-threshold", type=_finite_float, default=0.01,
+                    help="faces below this fraction of their cell's surface are not counted (default 0.01)")
+    vo.add_argument("--edge-threshold", type=_finite_float, default=0.1,
+                    help="edges shorter than this (Å) are not counted (default 0.1)")
+    vo.add_argument("--backend", choices=("pyscal3", "ovito"), default="pyscal3")
+    vo.add_argument("--radii", type=_radii, help="radical tessellation (--backend ovito): Cu=1.28,Zr=1.60 (Å)")
+    vo.add_argument("--top", type=_positive_int, default=5, help="polyhedra listed per species (default 5)")
+    vo.add_argument("--plot", default="voronoi.png", help="PNG: icosahedral fraction per frame, leading polyhedra")
+    vo.add_argument("--quiet", action="store_true", help="no progress bar")
+    vo.set_defaults(func=cmd_voronoi)
     ph = sub.add_parser("phonons", help="B2 CuZr phonons, model vs the EAM reference")
     ph.add_argument("--supercell", type=_positive_int, default=4, help="n for an n x n x n supercell (default 4)")
     ph.add_argument("--displacement", type=_positive_float, default=0.01, help="Å (default 0.01)")

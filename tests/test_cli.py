@@ -84,7 +84,7 @@ def test_quench_command_writes_its_outputs(tmp_path, capsys):
             "--rate", "4000", "--melt-time", "0.04", "--hold-time", "0.04", "--window", "100", "--interval", "20",
             "--output-dir", str(out), "--quiet"]
     assert main(args) == 0
-    for name in ("quench.csv", "quench.png", "quench.traj", "summary.json", "rdf.png"):
+    for name in ("quench.csv", "quench.png", "quench.traj", "summary.json"):
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["protocol"]["n_atoms"] == 16
@@ -92,8 +92,9 @@ def test_quench_command_writes_its_outputs(tmp_path, capsys):
     hold = rows["stage"] == "hold"
     assert summary["glass_volume_per_atom"] == pytest.approx(rows["volume_per_atom"][hold].mean(), rel=1e-12)
     assert set(summary["rdf_first_peaks_A"]) == {"total", "Cu-Cu", "Cu-Zr", "Zr-Zr"}
+    assert set(summary["glass_icosahedral_fraction"]) == {"Cu", "Zr"}
     printed = capsys.readouterr().out
-    assert "glass at 400 K" in printed
+    assert "glass at 400 K" in printed and "Cu-centred full icosahedra" in printed
     assert "--liquid-range 1200 1800 K lies outside 400–1200 K" in printed  # Cu–Zr defaults: not this protocol
 
 
@@ -113,6 +114,24 @@ def test_rdf_command(tmp_path, capsys):
     np.testing.assert_allclose(table[:, 3], direct.g("Cu", "Zr"), rtol=1e-12)
     assert (tmp_path / "g.png").exists() and (tmp_path / "s.png").exists()
     assert "coordination numbers" in capsys.readouterr().out
+
+
+def test_voronoi_command(tmp_path, capsys):
+    from ase.build import bulk
+    from ase.io import write
+
+    crystal = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
+    crystal.symbols[::4] = "Zr"
+    write(tmp_path / "t.extxyz", [crystal, random_alloy(60, "Cu64Zr36", seed=1)])
+    assert main(["voronoi", str(tmp_path / "t.extxyz"), "--plot", str(tmp_path / "v.png"), "--quiet",
+                 "--index", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "Cu-centred: <0,12,0,0> 1.000" in printed and "full icosahedra <0,0,12,0>: 0.000" in printed
+    assert (tmp_path / "v.png").stat().st_size > 0
+    assert main(["voronoi", str(tmp_path / "t.extxyz"), "--radii", "Cu=1.28,Zr"]) == 2
+    assert "SYMBOL=RADIUS" in capsys.readouterr().err
+    assert main(["voronoi", str(tmp_path / "t.extxyz"), "--radii", "Cu=1.28,Zr=1.6", "--plot", ""]) == 2
+    assert "backend='ovito'" in capsys.readouterr().err
 
 
 def test_phonons_command(tmp_path, capsys):
@@ -158,4 +177,5 @@ def test_quench_command_with_replicas(tmp_path, capsys):
     assert summary["replicas"] == 2 and (out / "replica_1" / "quench.csv").exists()
     per = summary["tg_volume"]["per_replica_K"]
     assert len(per) == 2 and summary["tg_volume"]["tg_K"] == pytest.approx(np.mean(per))
+    assert set(summary["glass_icosahedral_fraction_error"]) == {"Cu", "Zr"}
     assert "over 2 replicas" in capsys.readouterr().out

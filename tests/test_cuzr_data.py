@@ -1,4 +1,5 @@
 """The shipped Cu–Zr reference data: readable, labelled, and reproduced by the EAM it came from."""
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -10,24 +11,45 @@ from equicalc.reference import eam_calculator, eam_potential_file
 CUZR = Path(__file__).resolve().parent.parent / "data" / "cuzr"
 
 
+# the stages' frames in the val and test splits, in file order: the first stages, `sparse`, `wide`, `close`
+GROUPS = {"val": (146, 20, 26, 7), "test": (146, 20, 27, 6)}
+CONDENSED = {"liquid", "liquid_composition", "quench", "glass", "crystal", "strained", "surface"}
+KINDS = (CONDENSED, {"isolated_atom", "dimer", "cluster", "expanded"},
+         {"liquid_composition", "quench", "glass", "strained"}, {"dimer", "compressed"})
+
+
+@functools.lru_cache(maxsize=None)
+def split_frames(split: str) -> list:
+    return read_frames(CUZR / f"{split}.extxyz.gz")
+
+
 def test_splits_are_complete_and_labelled():
     import gzip
 
     with gzip.open(CUZR / "train.extxyz.gz") as fh:
         counts = {"train": sum(1 for line in fh if line.startswith(b"Lattice="))}
-    condensed = {"liquid", "liquid_composition", "quench", "glass", "crystal", "strained", "surface"}
-    sparse = {"isolated_atom", "dimer", "cluster", "expanded"}
-    for split in ("val", "test"):
-        frames = read_frames(CUZR / f"{split}.extxyz.gz")
+    for split, sizes in GROUPS.items():
+        frames = split_frames(split)
         counts[split] = len(frames)
         assert all(f.stress is not None for f in frames)
-        kinds = [f.atoms.info["config_type"] for f in frames]
-        assert set(kinds) <= condensed | sparse
-        # the first stages' frames come first, unchanged by the later `sparse` stage (146 of them)
-        assert all(k in condensed for k in kinds[:146]) and all(k in sparse for k in kinds[146:])
+        # each later stage's frames follow the earlier ones, which it left unchanged
+        bounds = np.cumsum((0,) + sizes)
+        for kinds, lo, hi in zip(KINDS, bounds[:-1], bounds[1:]):
+            assert {f.atoms.info["config_type"] for f in frames[lo:hi]} <= kinds, (split, lo, hi)
         assert all(64 <= f.n_atoms <= 250 for f in frames[:146])
         assert all(1 <= f.n_atoms <= 100 for f in frames[146:])
-    assert counts == {"train": 1326, "val": 166, "test": 166}
+        wide = [f.atoms.info["x_cu"] for f in frames[bounds[2]:bounds[3]]]
+        assert min(wide) == pytest.approx(0.30, abs=0.01)  # the glass-forming range down to Cu30Zr70
+    assert counts == {"train": 1590, "val": 199, "test": 199}
+
+
+def test_close_pairs_reach_the_repulsive_wall():
+    from ase.neighborlist import neighbor_list
+
+    frames = [f for split in GROUPS for f in split_frames(split)[-GROUPS[split][-1]:]]
+    assert {f.atoms.info["config_type"] for f in frames} == {"dimer", "compressed"}  # the `close` stage
+    closest = [neighbor_list("d", f.atoms, 2.5).min(initial=2.5) for f in frames]
+    assert min(closest) < 1.7 and max(f.energy / f.n_atoms for f in frames) > 1.0
 
 
 def _reference(backend):

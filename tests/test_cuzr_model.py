@@ -10,7 +10,7 @@ from equicalc.models import describe, model_path, shipped_models
 
 ROOT = Path(__file__).resolve().parent.parent
 CUZR = ROOT / "data" / "cuzr"
-SPARSE_TYPES = ("isolated_atom", "dimer", "cluster", "expanded")
+CONDENSED_TYPES = ("liquid", "liquid_composition", "quench", "glass", "crystal", "strained", "surface")
 # the README tables that state each model's errors on the condensed test frames
 README_MARKERS = {"cuzr": "test-errors", "cuzr-allegro": "allegro-test-errors"}
 
@@ -33,7 +33,7 @@ def test_shipped_models_are_found_by_name():
         path = model_path(name)
         assert path.parent.name == "models" and path.parent.parent.name == "equicalc"  # package data
         d = describe(name)
-        assert d["species"] == ["Cu", "Zr"] and d["test_errors"]["frames"] == "146 condensed test frames"
+        assert d["species"] == ["Cu", "Zr"] and d["test_errors"]["frames"] == "173 condensed test frames"
     with pytest.raises(FileNotFoundError, match="cuzr-allegro"):
         model_path("cuzr-nonesuch")
 
@@ -46,7 +46,7 @@ def test_stated_test_errors_are_measured_again(name):
     from equicalc.evaluate import error_metrics, predict_frames
 
     model = load_model(model_path(name))
-    frames = [f for f in read_frames(CUZR / "test.extxyz.gz") if f.atoms.info["config_type"] not in SPARSE_TYPES]
+    frames = [f for f in read_frames(CUZR / "test.extxyz.gz") if f.atoms.info["config_type"] in CONDENSED_TYPES]
     measured = error_metrics(predict_frames(model, frames))
     stored = model.metadata["test_errors"]
     for key, (mae, rmse) in stated_errors(README_MARKERS[name]).items():

@@ -273,6 +273,25 @@ def test_fine_tuning_starts_from_the_given_model(emt_files, tmp_path):
         train(config_from_dict(raw, base_dir=emt_files), show_progress=False, echo=False)
 
 
+def test_fine_tuning_may_add_the_zbl_repulsion(tmp_path):
+    """The ZBL term has no weights: a model trained without it is fine-tuned with it, weights unchanged."""
+    from equicalc.model_io import build_model, save_model
+    from equicalc.train.loop import _initial_model
+
+    base = build_model("nequip", species=["Cu", "Zr"], dtype="float64", seed=0, r_max=4.0, num_layers=1,
+                       num_features=4, zbl=False)
+    save_model(base, tmp_path / "base.pth")
+    cfg = config_from_dict({"data": {"train": "x.extxyz"}, "model": {
+        "init_from": "base.pth", "dtype": "float64", "zbl": True, "zbl_outer": 0.5}}, base_dir=tmp_path)
+    tuned = _initial_model(cfg)
+    assert tuned.spec.zbl and tuned.spec.zbl_outer == 0.5 and tuned.repulsion is not None
+    for (k, x), (_, y) in zip(base.state_dict().items(), tuned.state_dict().items()):
+        assert torch.equal(x, y), k
+    cfg.model.options["num_layers"] = 2  # anything else must agree with the model
+    with pytest.raises(ValueError, match="num_layers"):
+        _initial_model(cfg)
+
+
 def test_error_metrics_by_group_match_each_subset(emt_files, capsys):
     from equicalc.model_io import build_model
     from equicalc.evaluate import error_metrics, error_metrics_by_group, predict

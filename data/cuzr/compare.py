@@ -38,7 +38,7 @@ ARCHITECTURES = {"NequIP": HERE / "training", "Allegro": HERE / "allegro"}  # fi
 
 
 def test_errors(model_path, plot_name: str = "parity_test.png", condensed_only: bool = False) -> dict:
-    """Test-split errors of a model (``condensed_only``: without the ``sparse`` stage's frames), with a parity plot."""
+    """Test-split errors of a model (``condensed_only``: its condensed frames, see ``ship.py``), with a parity plot."""
     from ship import test_errors as errors
 
     from equicalc import load_model

@@ -358,6 +358,51 @@ def run_stage(name: str, seed: int, quick: bool, cache: Path) -> list:
     return frames
 
 
+def add_to_splits(splits: dict, group: list, k: int, rng, seed: int, fractions) -> None:
+    """Append the ``k``-th group of stages to ``splits`` by a random permutation.
+
+    Group 0 is the first stages, split with ``rng``; every later stage is a group of its own with
+    its own rng, so adding it leaves the splits of the earlier groups unchanged.
+    """
+    if rng is None:
+        rng = np.random.default_rng([seed, len(FIRST_STAGES) + k])
+    order = rng.permutation(len(group))
+    n_train = int(round(fractions[0] * len(group)))
+    n_val = int(round(fractions[1] * len(group)))
+    for name, idx in (("train", order[:n_train]), ("val", order[n_train:n_train + n_val]),
+                      ("test", order[n_train + n_val:])):
+        splits[name] += [group[i] for i in sorted(idx)]
+
+
+def write_splits(out: Path, splits: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, split in splits.items():
+        path = out / f"{name}.extxyz.gz"
+        write(path, split, format="extxyz")
+        print(f"wrote {path} ({len(split)} frames)")
+
+
+def extend(out: Path, stages: list, seed: int, quick: bool, cache: Path, fractions) -> None:
+    """Append the later ``stages`` (in ``STAGES`` order, after those already there) to the splits in ``out``.
+
+    The files are then what a full run would write: earlier frames and splits are unchanged.
+    """
+    from ase.io import read
+
+    later = [name for name in STAGES if name not in FIRST_STAGES]
+    if any(name not in later for name in stages) or stages != sorted(stages, key=later.index):
+        raise SystemExit(f"--extend takes later stages in this order: {later}")
+    splits = {name: read(out / f"{name}.extxyz.gz", ":") for name in ("train", "val", "test")}
+    known = {frame.positions.tobytes() for split in splits.values() for frame in split}
+    for name in stages:
+        frames = run_stage(name, seed, quick, cache)
+        if any(frame.positions.tobytes() in known for frame in frames):
+            raise SystemExit(f"the splits in {out} already hold frames of the stage {name!r}")
+        add_to_splits(splits, frames, 1 + later.index(name), None, seed, fractions)
+        print(f"{name:>10s}: {len(frames):5d} frames appended", flush=True)
+    write_splits(out, splits)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=2026)
@@ -367,8 +412,12 @@ def main(argv=None) -> None:
     parser.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES),
                         help="make only these stages (kept in <out>/.cache; run several at once on several cores)")
     parser.add_argument("--cache", type=Path, help="folder of finished stages (default <out>/.cache)")
+    parser.add_argument("--extend", nargs="+", choices=list(STAGES)[len(FIRST_STAGES):], metavar="STAGE",
+                        help="append these later stages to the splits already in --out")
     args = parser.parse_args(argv)
     cache = args.cache or args.out / ".cache"
+    if args.extend:
+        return extend(args.out, args.extend, args.seed, args.quick, cache, args.fractions)
     t0 = time.time()
     frames, by_stage = [], {}
     for name in args.stages:
@@ -383,22 +432,11 @@ def main(argv=None) -> None:
     worst = check_with_matscipy(frames[:n_first], 5 if args.quick else 40, rng)
     print("LAMMPS vs matscipy EAM, largest differences:", {k: f"{v:.2e}" for k, v in worst.items()})
 
-    splits = {"train": [], "val": [], "test": []}
     groups = [frames[:n_first]] + [by_stage[name] for name in STAGES if name not in FIRST_STAGES]
+    splits = {"train": [], "val": [], "test": []}
     for k, group in enumerate(groups):
-        if k:
-            rng = np.random.default_rng([args.seed, len(FIRST_STAGES) + k])
-        order = rng.permutation(len(group))
-        n_train = int(round(args.fractions[0] * len(group)))
-        n_val = int(round(args.fractions[1] * len(group)))
-        for name, idx in (("train", order[:n_train]), ("val", order[n_train:n_train + n_val]),
-                          ("test", order[n_train + n_val:])):
-            splits[name] += [group[i] for i in sorted(idx)]
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, split in splits.items():
-        path = args.out / f"{name}.extxyz.gz"
-        write(path, split, format="extxyz")
-        print(f"wrote {path} ({len(split)} frames)")
+        add_to_splits(splits, group, k, rng if k == 0 else None, args.seed, args.fractions)
+    write_splits(args.out, splits)
     print(f"done in {time.time() - t0:.0f} s")
 
 

@@ -3,9 +3,10 @@
     python data/cuzr/ship.py              # every model of SOURCES -> equicalc/models/<file>
 
 For each shipped name (``equicalc.models.SHIPPED``) it reads the training run's
-model, measures its errors on the condensed test frames (the test split without
-the isolated atoms, dimers, clusters and expanded liquids of the ``sparse``
-stage) and on the whole test split, and saves the same weights with those
+model, measures its errors on the condensed test frames (the test split's
+liquids, quenches, glasses, crystals, strained cells and surfaces: without the
+isolated atoms, dimers, clusters and expanded liquids of the ``sparse`` stage
+and the compressed cells of the ``close`` stage) and on the whole test split, and saves the same weights with those
 errors under ``metadata["test_errors"]`` (what ``equicalc models`` prints and
 ``tests/test_cuzr_model.py`` checks).
 """
@@ -17,8 +18,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # shipped name -> the training run's model that it is
 SOURCES = {"cuzr": HERE / "finetune" / "model.pth", "cuzr-allegro": HERE / "allegro" / "model.pth"}
-# config types of the `sparse` stage of generate.py
-SPARSE_TYPES = ("isolated_atom", "dimer", "cluster", "expanded")
+# config types of the condensed frames of generate.py (the others: isolated atoms, dimers, clusters,
+# expanded liquids and compressed cells)
+CONDENSED_TYPES = ("liquid", "liquid_composition", "quench", "glass", "crystal", "strained", "surface")
 
 
 def test_errors(model, condensed_only: bool, plot=None) -> dict:
@@ -31,7 +33,7 @@ def test_errors(model, condensed_only: bool, plot=None) -> dict:
 
     frames = read_frames(HERE / "test.extxyz.gz")
     if condensed_only:
-        frames = [f for f in frames if f.atoms.info.get("config_type") not in SPARSE_TYPES]
+        frames = [f for f in frames if f.atoms.info.get("config_type") in CONDENSED_TYPES]
     arrays = predict_frames(model, frames, batch_size=16)
     metrics = error_metrics(arrays, per_species=True)
     if plot is not None:

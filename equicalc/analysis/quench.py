@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -32,9 +33,10 @@ from typing import Dict, Optional
 import numpy as np
 
 from .tg import GlassTransition, fit_glass_transition, tg_resolved
+from .voronoi import VoronoiResult, voronoi
 
 __all__ = ["quench", "QuenchResult", "EnsembleQuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature",
-           "tg_resolved"]
+           "tg_resolved", "report", "summary_text"]
 
 _FIELDS = ["step", "time_ps", "stage", "target_K", "temperature_K", "volume_per_atom", "epot_per_atom",
            "ekin_per_atom", "enthalpy_per_atom", "pressure_GPa"]
@@ -103,17 +105,30 @@ class QuenchResult:
         return fit_glass_transition(w["T"], w[keys[quantity]], liquid_range, glass_range, quantity=quantity,
                                     method=method)
 
-    def glass_frames(self) -> list:
-        """The trajectory frames (``Atoms``) of the final hold at ``t_final``, after the ramp; empty when the
-        run wrote no trajectory or has not reached the hold."""
+    def frames(self) -> list:
+        """The trajectory frames (``Atoms``), each with ``info["step"]`` and ``info["temperature"]`` (the
+        protocol's target at that step, K); empty when the run wrote no trajectory."""
         from ase.io import read
 
         path = self.directory / "quench.traj"
         if not path.exists():
             return []
+        frames = read(path, ":")
+        for a in frames:
+            a.info["temperature"] = _target(a.info.get("step", 0), self.protocol)
+        return frames
+
+    def glass_frames(self) -> list:
+        """The trajectory frames of the final hold at ``t_final``, after the ramp; empty when the run wrote no
+        trajectory or has not reached the hold."""
         p = self.protocol
         ramp_end_ps = p["melt_time"] + (p["t_melt"] - p["t_final"]) / p["cooling_rate"]
-        return [a for a in read(path, ":") if a.info.get("step", 0) * p["timestep_fs"] / 1000.0 > ramp_end_ps]
+        return [a for a in self.frames() if a.info["step"] * p["timestep_fs"] / 1000.0 > ramp_end_ps]
+
+    def voronoi(self, **options) -> VoronoiResult:
+        """Voronoi indices of every trajectory frame, labelled with its target temperature: the icosahedral
+        order along the quench (``options``: those of ``equicalc.analysis.voronoi``)."""
+        return voronoi(self.frames(), **options)
 
     def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
         """What the run found, as plain values: Tg from V(T) and H(T) (``tg_volume``, ``tg_enthalpy`` by windows,
@@ -128,14 +143,16 @@ class QuenchResult:
         def fit(quantity, method):
             return self.glass_transition(quantity, liquid_range, glass_range, method=method)
 
-        return _summary(self.protocol, fit, [self], self.glass_frames(), rdf_r_max, rdf_bins)
+        return _summary(self.protocol, fit, [self], rdf_r_max, rdf_bins)
 
-    def plot(self, path=None, liquid_range=None, glass_range=None):
-        """V(T) and H(T) of the cooling windows with the two fits and Tg; returns the ``Figure``."""
+    def plot(self, path=None, liquid_range=None, glass_range=None, axes=None):
+        """V(T) and H(T) of the cooling windows with the two fits and Tg (on ``axes``, a pair, or a new figure);
+        returns the ``Figure``."""
         from ..plotting import new_figure, save_figure
 
         w = self.windows()
-        fig, axes = new_figure(2, size=(10, 4))
+        if axes is None:
+            fig, axes = new_figure(2, size=(10, 4))
         for ax, (quantity, key, label) in zip(axes, [("volume", "volume_per_atom", "V (Å³/atom)"),
                                                      ("enthalpy", "enthalpy_per_atom", "H (eV/atom)")]):
             ax.plot(w["T"], w[key], "o", ms=4, color="C0")
@@ -148,6 +165,7 @@ class QuenchResult:
             ax.set_xlabel("T (K)")
             ax.set_ylabel(label)
         p = self.protocol
+        fig = axes[0].figure
         fig.suptitle(f"quench {p['t_melt']:.0f} → {p['t_final']:.0f} K at {p['cooling_rate']:g} K/ps, "
                      f"{p['n_atoms']} atoms")
         if path is not None:
@@ -188,17 +206,21 @@ class EnsembleQuenchResult:
         def fit(quantity, method):
             return self.glass_transition(quantity, method, liquid_range, glass_range)
 
-        frames = [a for r in self.replicas for a in r.glass_frames()]
-        out = _summary(self.protocol, fit, self.replicas, frames, rdf_r_max, rdf_bins)
+        out = _summary(self.protocol, fit, self.replicas, rdf_r_max, rdf_bins)
         out["replicas"] = len(self.replicas)
         return out
 
-    def plot(self, path=None, liquid_range=None, glass_range=None, method: str = "hyperbola"):
-        """V(T) and H(T) of every replica, and the ensemble's Tg (``method``; windows use the ranges); returns
-        the ``Figure``."""
+    def voronoi(self, **options) -> VoronoiResult:
+        """``QuenchResult.voronoi`` of all replicas as one result (their frames share the target temperatures)."""
+        return VoronoiResult.concatenate([r.voronoi(**options) for r in self.replicas])
+
+    def plot(self, path=None, liquid_range=None, glass_range=None, method: str = "hyperbola", axes=None):
+        """V(T) and H(T) of every replica, and the ensemble's Tg (``method``; windows use the ranges), on
+        ``axes`` (a pair) or a new figure; returns the ``Figure``."""
         from ..plotting import new_figure, save_figure
 
-        fig, axes = new_figure(2, size=(10, 4))
+        if axes is None:
+            fig, axes = new_figure(2, size=(10, 4))
         for ax, (quantity, label) in zip(axes, (("volume", "V (Å³/atom)"), ("enthalpy", "H (eV/atom)"))):
             for k, r in enumerate(self.replicas):
                 w = r.windows()
@@ -209,16 +231,58 @@ class EnsembleQuenchResult:
                 ax.axvline(tg.tg, color="k", lw=1)
                 ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K ({len(tg.per_replica)} replicas)", fontsize=10)
             except ValueError as exc:
-                ax.set_title(f"no ensemble Tg: {exc}", fontsize=8)
+                ax.set_title(textwrap.fill(f"no ensemble Tg: {exc}", 70), fontsize=7)
             ax.set_xlabel("T (K)")
             ax.set_ylabel(label)
         axes[0].legend(fontsize=7, frameon=False)
         p = self.protocol
+        fig = axes[0].figure
         fig.suptitle(f"{len(self.replicas)} replicas, {p['t_melt']:.0f} → {p['t_final']:.0f} K at "
                      f"{p['cooling_rate']:g} K/ps, {p['n_atoms']} atoms each")
         if path is not None:
             save_figure(fig, path)
         return fig
+
+
+def report(result, summary: Optional[dict] = None, path=None, liquid_range=None, glass_range=None):
+    """One page of a quench or an ensemble (``result``): V(T) and H(T) with Tg, g(r) of the glass, the Cu-centred
+    (else the first species') icosahedral fraction along the quench, the leading Voronoi polyhedra of the glass,
+    and the numbers of ``summary`` (``result.summary()`` by default). Returns the ``Figure``."""
+    from ..plotting import new_figure, save_figure
+
+    if summary is None:
+        summary = result.summary(liquid_range, glass_range)
+    fig, axes = new_figure(3, 2, size=(16.0, 9.0))
+    result.plot(liquid_range=liquid_range, glass_range=glass_range, axes=axes[0, :2])
+    if summary["rdf"] is not None:
+        summary["rdf"].plot(ax=axes[0, 2])
+        axes[0, 2].set_title("the glass", fontsize=10)
+    structure = result.voronoi()
+    if structure.indices:
+        structure.plot("Cu" if "Cu" in structure.species else sorted(structure.species)[0], axes=axes[1, :2])
+    axes[1, 2].axis("off")
+    axes[1, 2].text(0.0, 1.0, summary_text(summary), va="top", family="monospace", fontsize=8,
+                    transform=axes[1, 2].transAxes)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def summary_text(summary: dict) -> str:
+    """The numbers of a quench summary as lines of text (Tg by each fit, the glass, its icosahedral order)."""
+    lines = [f"{summary.get('replicas', 1)} replica(s), {summary['protocol']['n_atoms']} atoms each"]
+    for key, label in (("tg_volume_hyperbola", "Tg from V, whole curve"), ("tg_enthalpy_hyperbola", "Tg from H, whole curve"),
+                       ("tg_volume", "Tg from V, windows"), ("tg_enthalpy", "Tg from H, windows")):
+        fit = summary.get(key, {})
+        lines.append(f"{label}: " + (f"{fit['tg_K']:.0f} ± {fit['error_K']:.0f} K" + ("" if fit["resolved"] else
+                     " (no kink resolved)") if "tg_K" in fit else "none"))
+    if "glass_volume_per_atom" in summary:
+        lines.append(f"glass V = {summary['glass_volume_per_atom']:.3f} Å³/atom, "
+                     f"Epot = {summary['glass_epot_per_atom']:.4f} eV/atom")
+    for species, value in summary.get("glass_icosahedral_fraction", {}).items():
+        error = summary.get("glass_icosahedral_fraction_error", {}).get(species)
+        lines.append(f"{species}-centred ⟨0,0,12,0⟩: {value:.3f}" + (f" ± {error:.3f}" if error is not None else ""))
+    return "\n".join(lines)
 
 
 def _volume_and_enthalpy_agree(tg_v, tg_h):
@@ -228,7 +292,7 @@ def _volume_and_enthalpy_agree(tg_v, tg_h):
     return bool(abs(tg_v.tg - tg_h.tg) <= 2.0 * np.hypot(tg_v.error, tg_h.error))
 
 
-def _summary(protocol: dict, fit, results: list, frames: list, rdf_r_max: float, rdf_bins: int) -> dict:
+def _summary(protocol: dict, fit, results: list, rdf_r_max: float, rdf_bins: int) -> dict:
     """The plain-value summary of one run or an ensemble (``fit(quantity, method)`` gives its Tg)."""
     out, fits = {"protocol": protocol}, {}
     for quantity in ("volume", "enthalpy"):
@@ -255,14 +319,33 @@ def _summary(protocol: dict, fit, results: list, frames: list, rdf_r_max: float,
             out[key] = float(np.mean(values))
             if len(values) > 1:
                 out[key + "_error"] = float(np.std(values, ddof=1) / np.sqrt(len(values)))
+    glasses = [r.glass_frames() for r in results]
     g = None
-    if frames:
+    if any(glasses):
         from .rdf import rdf
 
-        g = rdf(frames, r_max=rdf_r_max, nbins=rdf_bins)
+        g = rdf([a for frames in glasses for a in frames], r_max=rdf_r_max, nbins=rdf_bins)
         out["rdf_first_peaks_A"] = g.first_peak()
+        out.update(_icosahedral_order([frames for frames in glasses if frames]))
     out["fits"], out["rdf"] = fits, g
     return out
+
+
+def _icosahedral_order(glasses: list) -> dict:
+    """Per species, the fraction of atoms at the centre of a full icosahedron ⟨0,0,12,0⟩ in the glass frames
+    (``glasses``: one list of frames per replica): the mean over replicas, and its standard error."""
+    per_replica = [voronoi(frames) for frames in glasses]
+    out = {"glass_icosahedral_fraction": {}, "glass_icosahedral_fraction_error": {}}
+    for species in sorted(per_replica[0].species):
+        values = [float(v.icosahedral_fraction(species).mean()) for v in per_replica]
+        out["glass_icosahedral_fraction"][species] = float(np.mean(values))
+        if len(values) > 1:
+            out["glass_icosahedral_fraction_error"][species] = float(np.std(values, ddof=1) / np.sqrt(len(values)))
+    if not out["glass_icosahedral_fraction_error"]:
+        del out["glass_icosahedral_fraction_error"]
+    return out
+
+
 
 
 def _draw_fits(ax, tg: GlassTransition, temperatures) -> None:

@@ -17,7 +17,7 @@ import csv
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -500,6 +500,10 @@ def end_epoch(run: TrainingRun, record: dict, val_m: dict, t_epoch: float) -> No
             f"{row['structures_per_s']:.2f} structures/s{'  *' if improved else ''}")
 
 
+# spec options that fine-tuning may change: the ZBL repulsion is fixed physics, not weights
+REPULSION_OPTIONS = ("zbl", "zbl_inner", "zbl_outer")
+
+
 def _initial_model(cfg: Config):
     """The model named by ``model.init_from`` (checkpoint: its EMA weights), checked against the config."""
     path = Path(cfg.model.init_from)
@@ -509,10 +513,17 @@ def _initial_model(cfg: Config):
     if model.spec.architecture != cfg.model.architecture:
         raise ValueError(f"model.init_from: {path} is a {model.spec.architecture} model but model.architecture is "
                          f"{cfg.model.architecture!r}")
-    for key, value in cfg.model.options.items():
-        if model.config.get(key) != value:
-            raise ValueError(f"model.init_from: model.{key} is {value!r} in the config but "
-                             f"{model.config.get(key)!r} in {path}; drop it from the config")
+    changed = {key: value for key, value in cfg.model.options.items() if model.config.get(key) != value}
+    repulsion = {key: changed.pop(key) for key in REPULSION_OPTIONS if key in changed}
+    for key, value in changed.items():
+        raise ValueError(f"model.init_from: model.{key} is {value!r} in the config but "
+                         f"{model.config.get(key)!r} in {path}; drop it from the config")
+    if repulsion:  # the ZBL term has no weights: the same network with or without it
+        metadata = model.metadata
+        state = model.state_dict()
+        model = build_model(replace(model.spec, **repulsion), dtype=model.scale_shift.scales.dtype)
+        model.load_state_dict(state, strict=True)
+        model.metadata = metadata
     return model.to(resolve_dtype(cfg.model.dtype))
 
 
