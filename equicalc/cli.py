@@ -185,22 +185,50 @@ def cmd_models(args) -> int:
 
 
 def cmd_quench(args) -> int:
-    from .analysis.quench import quench, report
+    from .analysis.quench import quench
+    from .analysis.series import quench_series
     from .systems import random_alloy
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    check_output(out / "summary.json")
+    check_output(out / ("series.json" if args.rates else "summary.json"))
     calc, label = _calculator(args)
     starts = [random_alloy(args.atoms, args.composition, volume_per_atom=17.5, seed=args.seed + k)
               for k in range(args.replicas)]
+    rates = " and ".join(f"{r:g}" for r in args.rates) if args.rates else f"{args.rate:g}"
     print(f"melt-quench of {args.replicas} x {args.atoms} atoms, {starts[0].get_chemical_formula()}: "
-          f"{args.t_melt:g} K for {args.melt_time:g} ps, cooling at {args.rate:g} K/ps to {args.t_final:g} K, hold "
+          f"{args.t_melt:g} K for {args.melt_time:g} ps, cooling at {rates} K/ps to {args.t_final:g} K, hold "
           f"{args.hold_time:g} ps, {args.pressure:g} bar, with {label}; output in {out}/")
-    res = quench(starts, calc, replicas=args.replicas, t_melt=args.t_melt, t_final=args.t_final, cooling_rate=args.rate,
-                 pressure=args.pressure, timestep=args.timestep, melt_time=args.melt_time, hold_time=args.hold_time,
-                 window=args.window, directory=out, seed=args.seed, show_progress=not args.quiet,
-                 overwrite=args.overwrite, trajectory_interval=args.interval, checkpoint_interval=args.interval)
+    protocol = dict(replicas=args.replicas, t_melt=args.t_melt, t_final=args.t_final, pressure=args.pressure,
+                    timestep=args.timestep, melt_time=args.melt_time, hold_time=args.hold_time, window=args.window,
+                    seed=args.seed, show_progress=not args.quiet, overwrite=args.overwrite,
+                    trajectory_interval=args.interval, checkpoint_interval=args.interval)
+    if not args.rates:
+        res = quench(starts, calc, cooling_rate=args.rate, directory=out, **protocol)
+        _quench_outputs(res, out, args, label)
+        return 0
+    series = quench_series(starts, calc, args.rates, directory=out, **protocol)
+    for rate, res in zip(series.rates, series.results):
+        print(f"--- {rate:g} K/ps")
+        _quench_outputs(res, out / f"rate_{rate:g}", args, label)
+    print("--- Tg against the cooling rate")
+    summary = series.summary()
+    for quantity in ("volume", "enthalpy"):
+        try:
+            print(series.rate_fit(quantity))
+        except ValueError as exc:
+            print(f"no fit of Tg from {quantity}: {exc}")
+    series.plot(out / "series.png")
+    summary["model"] = label
+    (out / "series.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out}/series.png, series.json, and each rate's outputs in rate_*/")
+    return 0
+
+
+def _quench_outputs(res, out: Path, args, label: str) -> None:
+    """Print a quench's (or ensemble's) results; write its one-page ``quench.png`` and ``summary.json``."""
+    from .analysis.quench import report
+
     ranges = _fit_ranges(args)
     summary = res.summary(**ranges)
     for key in ("volume", "enthalpy", "volume_hyperbola", "enthalpy_hyperbola"):
@@ -221,8 +249,6 @@ def cmd_quench(args) -> int:
                   f" over {args.replicas} replicas)" if args.replicas > 1 else "")
         print(f"glass at {args.t_final:g} K: V = {summary['glass_volume_per_atom']:.3f} Å^3/atom, "
               f"Epot = {summary['glass_epot_per_atom']:.4f} eV/atom{spread}")
-    report(res, summary, out / "quench.png", **ranges)
-    written = ["quench.csv" if args.replicas == 1 else "replica_*/quench.csv", "quench.png"]
     if summary["rdf"] is not None:
         print("RDF of the glass, first peaks (Å): "
               + ", ".join(f"{k} {v:.2f}" for k, v in summary["rdf_first_peaks_A"].items()))
@@ -230,11 +256,12 @@ def cmd_quench(args) -> int:
         error = summary.get("glass_icosahedral_fraction_error", {}).get(species)
         print(f"{species}-centred full icosahedra ⟨0,0,12,0⟩ in the glass: {value:.3f}"
               + (f" ± {error:.3f}" if error is not None else ""))
+    report(res, summary, out / "quench.png", **ranges)
     summary.pop("fits"), summary.pop("rdf")
     summary["model"] = label
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"wrote {out}/" + ", ".join(written + ["summary.json"]))
-    return 0
+    csv_files = "quench.csv" if args.replicas == 1 else "replica_*/quench.csv"
+    print(f"wrote {out}/{csv_files}, quench.png (the one-page report), summary.json")
 
 
 def _fit_ranges(args) -> dict:
@@ -398,6 +425,9 @@ def _md_parsers(sub) -> None:
     qu.add_argument("--t-melt", type=_positive_float, default=2000.0, help="melt temperature, K (default 2000)")
     qu.add_argument("--t-final", type=_positive_float, default=300.0, help="final temperature, K (default 300)")
     qu.add_argument("--rate", type=_positive_float, default=200.0, help="cooling rate, K/ps (default 200)")
+    qu.add_argument("--rates", type=_positive_float, nargs="+", metavar="RATE",
+                    help="a cooling-rate series instead (K/ps): a quench per rate in OUTPUT_DIR/rate_<rate>, Tg "
+                         "against log rate with a fit (series.png, series.json)")
     qu.add_argument("--melt-time", type=_finite_float, default=3.0, help="ps at t-melt before cooling (default 3)")
     qu.add_argument("--hold-time", type=_finite_float, default=2.0, help="ps at t-final after cooling (default 2)")
     qu.add_argument("--timestep", type=_positive_float, default=2.0, help="fs (default 2)")

@@ -98,6 +98,25 @@ def test_quench_command_writes_its_outputs(tmp_path, capsys):
     assert "--liquid-range 1200 1800 K lies outside 400–1200 K" in printed  # Cu–Zr defaults: not this protocol
 
 
+@pytest.mark.slow
+def test_quench_command_with_a_rate_series(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "s"
+    args = ["quench", "--model", _small_model_file(tmp_path), "--atoms", "16", "--t-melt", "1200", "--t-final", "400",
+            "--rates", "4000", "8000", "--melt-time", "0.04", "--hold-time", "0.04", "--window", "100",
+            "--interval", "20", "--output-dir", str(out), "--quiet", "--liquid-range", "800", "1200",
+            "--glass-range", "400", "800"]
+    assert main(args) == 0
+    series = json.loads((out / "series.json").read_text())
+    assert series["rates_K_per_ps"] == [8000.0, 4000.0] and (out / "series.png").exists()
+    for rate in ("4000", "8000"):
+        summary = json.loads((out / f"rate_{rate}" / "summary.json").read_text())
+        assert summary["protocol"]["cooling_rate"] == float(rate) and (out / f"rate_{rate}" / "quench.png").exists()
+    printed = capsys.readouterr().out
+    assert "--- 8000 K/ps" in printed and "Tg against the cooling rate" in printed
+
+
 def test_rdf_command(tmp_path, capsys):
     frames = [random_alloy(60, "Cu64Zr36", seed=s) for s in range(3)]
     from ase.io import write

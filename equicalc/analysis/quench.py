@@ -36,7 +36,7 @@ from .tg import GlassTransition, fit_glass_transition, tg_resolved
 from .voronoi import VoronoiResult, voronoi
 
 __all__ = ["quench", "QuenchResult", "EnsembleQuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature",
-           "tg_resolved", "report", "summary_text"]
+           "tg_resolved", "report", "summary_text", "load_quench"]
 
 _FIELDS = ["step", "time_ps", "stage", "target_K", "temperature_K", "volume_per_atom", "epot_per_atom",
            "ekin_per_atom", "enthalpy_per_atom", "pressure_GPa"]
@@ -182,6 +182,15 @@ class EnsembleQuenchResult:
         self.directory = Path(directory)
         self.replicas = list(replicas)
 
+    @classmethod
+    def load(cls, directory) -> "EnsembleQuenchResult":
+        """Read an ensemble (finished or partial) from its directory: the ``replica_<k>`` folders."""
+        directory = Path(directory)
+        folders = sorted(directory.glob("replica_*"), key=lambda p: int(p.name.split("_")[1]))
+        if not folders:
+            raise FileNotFoundError(f"quench: no replica_* folders in {directory}")
+        return cls(directory, [QuenchResult.load(folder) for folder in folders])
+
     @property
     def protocol(self) -> dict:
         """The protocol of replica 0 (the others differ only in their seeds)."""
@@ -242,6 +251,17 @@ class EnsembleQuenchResult:
         if path is not None:
             save_figure(fig, path)
         return fig
+
+
+def load_quench(directory):
+    """The quench in ``directory``: an ``EnsembleQuenchResult`` where it holds replica folders, else a
+    ``QuenchResult``."""
+    directory = Path(directory)
+    if any(directory.glob("replica_*")):
+        return EnsembleQuenchResult.load(directory)
+    if not (directory / "quench.csv").exists():
+        raise FileNotFoundError(f"quench: no quench.csv or replica_* folders in {directory}")
+    return QuenchResult.load(directory)
 
 
 def report(result, summary: Optional[dict] = None, path=None, liquid_range=None, glass_range=None):
