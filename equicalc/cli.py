@@ -421,15 +421,15 @@ def _md_parsers(sub) -> None:
     _model_options(md)
     md.set_defaults(func=cmd_md)
     qu = sub.add_parser("quench", help="Cu–Zr melt-quench: Tg from V(T) and H(T), RDF and icosahedral order, one page")
-    _structure_options(qu, 250)
+    _structure_options(qu, 108)
     qu.add_argument("--t-melt", type=_positive_float, default=2000.0, help="melt temperature, K (default 2000)")
     qu.add_argument("--t-final", type=_positive_float, default=300.0, help="final temperature, K (default 300)")
     qu.add_argument("--rate", type=_positive_float, default=200.0, help="cooling rate, K/ps (default 200)")
     qu.add_argument("--rates", type=_positive_float, nargs="+", metavar="RATE",
                     help="a cooling-rate series instead (K/ps): a quench per rate in OUTPUT_DIR/rate_<rate>, Tg "
                          "against log rate with a fit (series.png, series.json)")
-    qu.add_argument("--melt-time", type=_finite_float, default=3.0, help="ps at t-melt before cooling (default 3)")
-    qu.add_argument("--hold-time", type=_finite_float, default=2.0, help="ps at t-final after cooling (default 2)")
+    qu.add_argument("--melt-time", type=_finite_float, default=2.0, help="ps at t-melt before cooling (default 2)")
+    qu.add_argument("--hold-time", type=_finite_float, default=1.0, help="ps at t-final after cooling (default 1)")
     qu.add_argument("--timestep", type=_positive_float, default=2.0, help="fs (default 2)")
     qu.add_argument("--pressure", type=_finite_float, default=0.0, help="bar (default 0)")
     qu.add_argument("--window", type=_positive_float, default=50.0, help="temperature window of the V/H averages, K")
@@ -438,9 +438,9 @@ def _md_parsers(sub) -> None:
     qu.add_argument("--glass-range", type=float, nargs=2, default=(300.0, 700.0), metavar=("LO", "HI"),
                     help="K, fit range of the glass branch (default 300 700)")
     qu.add_argument("--interval", type=_positive_int, default=50, help="steps between trajectory frames and saved states")
-    qu.add_argument("--replicas", type=_positive_int, default=1,
+    qu.add_argument("--replicas", type=_positive_int, default=4,
                     help="independent replicas (own starts and seeds), in lockstep with batched evaluations; Tg "
-                         "as mean ± standard error over them (default 1)")
+                         "as mean ± standard error over them (default 4)")
     qu.add_argument("--output-dir", default="quench", help="output folder (default ./quench)")
     qu.add_argument("--overwrite", action="store_true",
                     help="start afresh where the folder holds a run (deletes its files); without it the run resumes")

@@ -82,7 +82,7 @@ def test_quench_command_writes_its_outputs(tmp_path, capsys):
     out = tmp_path / "q"
     args = ["quench", "--model", _small_model_file(tmp_path), "--atoms", "16", "--t-melt", "1200", "--t-final", "400",
             "--rate", "4000", "--melt-time", "0.04", "--hold-time", "0.04", "--window", "100", "--interval", "20",
-            "--output-dir", str(out), "--quiet"]
+            "--output-dir", str(out), "--quiet", "--replicas", "1"]
     assert main(args) == 0
     for name in ("quench.csv", "quench.png", "quench.traj", "summary.json"):
         assert (out / name).exists(), name
@@ -106,7 +106,7 @@ def test_quench_command_with_a_rate_series(tmp_path, capsys):
     args = ["quench", "--model", _small_model_file(tmp_path), "--atoms", "16", "--t-melt", "1200", "--t-final", "400",
             "--rates", "4000", "8000", "--melt-time", "0.04", "--hold-time", "0.04", "--window", "100",
             "--interval", "20", "--output-dir", str(out), "--quiet", "--liquid-range", "800", "1200",
-            "--glass-range", "400", "800"]
+            "--glass-range", "400", "800", "--replicas", "1"]
     assert main(args) == 0
     series = json.loads((out / "series.json").read_text())
     assert series["rates_K_per_ps"] == [8000.0, 4000.0] and (out / "series.png").exists()
