@@ -50,6 +50,11 @@ def test_ensemble_mean_and_standard_error_cover_the_truth():
     assert "mean ± standard error over 8 replicas" in str(tg)
     with pytest.raises(ValueError, match="need two"):
         ensemble_glass_transition(curves[:1])
+    # a replica whose branches cross far outside its temperatures (no kink in its noise) is left out, and said so
+    flat = (T, 0.001 * T + 0.002 * np.sign(T - T.mean()))  # parallel branches: no crossing near the data
+    tg_flat = ensemble_glass_transition(curves[:3] + [flat], quantity="volume", method="windows")
+    assert len(tg_flat.per_replica) == 3 and tg_flat.replicas == 4
+    assert "over 3 of 4 replicas" in str(tg_flat)
 
 
 def test_bad_input_is_named():

@@ -40,7 +40,8 @@ class GlassTransition:
         liquid_fit, glass_fit: (slope, intercept) of ``y = slope * T + intercept``: the branches.
         quantity: what was fitted.
         method: ``"windows"`` or ``"hyperbola"``.
-        per_replica: Tg (K) of each replica, for an ensemble result; empty otherwise.
+        per_replica: Tg (K) of each replica used, for an ensemble result; empty otherwise.
+        replicas: the ensemble's replicas, those left out included (0 for a single curve).
     """
 
     tg: float
@@ -52,6 +53,7 @@ class GlassTransition:
     quantity: str = ""
     method: str = "windows"
     per_replica: Tuple[float, ...] = ()
+    replicas: int = 0
 
     def resolved(self, t_min: float, t_max: float) -> bool:
         """Whether the fits found a kink (``tg_resolved``)."""
@@ -60,8 +62,10 @@ class GlassTransition:
     def __str__(self) -> str:
         where = f"{self.quantity or 'y'}(T)"
         if self.per_replica:
+            used = len(self.per_replica)
+            of = f"{used} of {self.replicas}" if self.replicas > used else f"{used}"
             return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {where}, mean ± standard error over "
-                    f"{len(self.per_replica)} replicas ({self.method} fits)")
+                    f"{of} replicas ({self.method} fits)")
         if self.method == "hyperbola":
             return f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {where} (hyperbolic fit of the whole curve)"
         return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {where} "
@@ -179,17 +183,22 @@ def ensemble_glass_transition(curves: Sequence[Tuple[Sequence[float], Sequence[f
                               method: str = "hyperbola", **fit_options) -> GlassTransition:
     """Tg of an ensemble: each replica's ``(T, y)`` fitted alone, then the mean and its standard error.
 
-    The branches of the result are the mean of the replicas' branches; ``per_replica`` holds every
-    replica's Tg. Replicas whose fit found no kink (not finite) are left out; fewer than two left is an error.
+    The branches of the result are the mean of the replicas' branches; ``per_replica`` holds the Tg of every
+    replica used. A replica whose fit put Tg outside its own temperature span (parallel branches that cross
+    far away: no kink in that replica's noise) is left out, and ``replicas`` says how many there were;
+    fewer than two left is an error.
     """
     fits = [fit_glass_transition(t, y, quantity=quantity, method=method, **fit_options) for t, y in curves]
-    good = [f for f in fits if np.isfinite(f.tg)]
+    spans = [(np.nanmin(np.asarray(t, dtype=float)), np.nanmax(np.asarray(t, dtype=float))) for t, _ in curves]
+    good = [f for f, (lo, hi) in zip(fits, spans) if np.isfinite(f.tg) and lo <= f.tg <= hi]
     if len(good) < 2:
-        raise ValueError(f"ensemble_glass_transition: {len(good)} of {len(fits)} replicas gave a Tg; need two")
+        raise ValueError(f"ensemble_glass_transition: {len(good)} of {len(fits)} replicas gave a Tg inside their "
+                         "temperature range; need two")
     tgs = np.array([f.tg for f in good])
     mean = lambda pairs: tuple(float(v) for v in np.mean(np.array(pairs), axis=0))  # noqa: E731
     return GlassTransition(tg=float(tgs.mean()), error=float(tgs.std(ddof=1) / np.sqrt(len(tgs))),
                            liquid_range=mean([f.liquid_range for f in good]),
                            glass_range=mean([f.glass_range for f in good]),
                            liquid_fit=mean([f.liquid_fit for f in good]), glass_fit=mean([f.glass_fit for f in good]),
-                           quantity=quantity, method=method, per_replica=tuple(float(v) for v in tgs))
+                           quantity=quantity, method=method, per_replica=tuple(float(v) for v in tgs),
+                           replicas=len(fits))
