@@ -183,3 +183,14 @@ def test_quench_ensemble_input_errors(tmp_path):
     other.numbers[other.numbers == 79] = 47
     with pytest.raises(ValueError, match="different sets of species"):
         quench([cu_au_alloy(0), other], EMT(), replicas=2, directory=tmp_path)
+    cluster = cu_au_alloy(1)
+    cluster.pbc = False
+    with pytest.raises(ValueError, match="periodic"):
+        quench([cu_au_alloy(0), cluster], EMT(), replicas=2, directory=tmp_path)
+
+    class NoStress(EMT):
+        implemented_properties = ["energy", "forces"]
+
+    with pytest.raises(ValueError, match="NoStress gives no stress"):
+        quench(cu_au_alloy(0), NoStress(), replicas=2, directory=tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before any MD started or any file was written

@@ -475,6 +475,9 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
         _check_arguments(start, t_melt, t_final, cooling_rate, timestep, relax_steps, max_expansion)
     if len({tuple(sorted(set(a.get_chemical_symbols()))) for a in starts}) > 1:
         raise ValueError("quench: the replicas' starting structures hold different sets of species")
+    implemented = getattr(calc, "implemented_properties", None)
+    if implemented is not None and "stress" not in implemented:
+        raise ValueError(f"quench: {type(calc).__name__} gives no stress, which the NPT barostat needs")
     directory = Path(directory)
     folders = [directory] if replicas == 1 else [directory / f"replica_{k}" for k in range(replicas)]
     runs = []
