@@ -6,9 +6,12 @@
 Measures (model and EAM side by side where both apply):
 
 * ``errors``: test-split MAE/RMSE of energy, forces and stress (model only);
-* ``b2``: B2 CuZr lattice constant (energy minimum, Å) and phonons (overlaid plot);
-* ``quench``: melt-quench of Cu64Zr36 at 0 bar (same start, seed, rate and fits):
-  Tg from V(T) and H(T), 300 K glass volume and energy per atom, RDF first peaks;
+* ``b2``: B2 CuZr lattice constant (energy minimum, Å), phonons (overlaid plot; frequencies
+  at Γ, X, M, R) and elastic constants C11, C12, C44 (GPa);
+* ``quench``: melt-quench ensembles of Cu64Zr36 at 0 bar (same starts, seeds, rate and fits;
+  ``--replicas``, 4 by default): Tg from V(T) and H(T) (mean ± standard error over the
+  replicas), 300 K glass volume and energy per atom, RDF first peaks (0.02 Å bins) and the
+  fraction of Cu-centred full icosahedra; a killed run resumes;
 * ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
 * ``architectures``: NequIP against Allegro as both came out of their first training
   stage (``config.yaml`` and ``allegro.yaml``, best checkpoints in ``training/`` and
@@ -89,8 +92,13 @@ def training_cost(metrics_path: Path) -> dict:
             "structures_per_s": float(np.median([float(r["structures_per_s"]) for r in rows[-10:]]))}
 
 
+# high-symmetry points of the simple-cubic B2 cell (reduced coordinates of the primitive cell)
+B2_POINTS = {"Γ": (0.0, 0.0, 0.0), "X": (0.0, 0.5, 0.0), "M": (0.5, 0.5, 0.0), "R": (0.5, 0.5, 0.5)}
+
+
 def b2(calcs: dict) -> dict:
     from equicalc.analysis import frequency_range, phonons, plot_phonons
+    from equicalc.analysis.elastic import cubic_elastic_constants
     from equicalc.systems import relaxed_b2
 
     out, results = {}, {}
@@ -98,34 +106,32 @@ def b2(calcs: dict) -> dict:
         atoms = relaxed_b2(calc)
         ph = phonons(atoms, calc, supercell=(4, 4, 4))
         fmin, fmax = frequency_range(ph)
-        out[name] = {"a": float(atoms.cell[0, 0]), "min_frequency_THz": fmin, "max_frequency_THz": fmax}
+        points = {label: sorted(float(f) for f in ph.get_frequencies(q)) for label, q in B2_POINTS.items()}
+        out[name] = {"a": float(atoms.cell[0, 0]), "min_frequency_THz": fmin, "max_frequency_THz": fmax,
+                     "frequencies_THz": points, "elastic_GPa": cubic_elastic_constants(atoms, calc)}
         results[name] = ph
     plot_phonons(results, HERE / "validation" / "phonons_b2.png", title="B2 CuZr")
     return out
 
 
-def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int) -> dict:
-    from equicalc.analysis import quench, rdf
+def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int, replicas: int, overwrite: bool) -> dict:
+    """The same ensemble quench (starts, seeds, rate, fits) with each calculator: Tg, the glass, its structure."""
+    from equicalc.analysis import quench, report
     from equicalc.systems import random_alloy
 
     out = {}
     for name, calc in calcs.items():
-        atoms = random_alloy(n_atoms, "Cu64Zr36", volume_per_atom=17.5, seed=seed)
+        starts = [random_alloy(n_atoms, "Cu64Zr36", volume_per_atom=17.5, seed=seed + k) for k in range(replicas)]
         folder = HERE / "validation" / f"quench_{name.split()[0].lower()}"
-        res = quench(atoms, calc, t_melt=T_MELT, t_final=300.0, cooling_rate=rate, melt_time=4.0, hold_time=4.0,
-                     directory=folder, seed=seed, trajectory_interval=100, checkpoint_interval=100,
-                     overwrite=True)  # each comparison is a fresh run
-        res.plot(folder / "quench.png", liquid_range=LIQUID_FIT, glass_range=(300, 700))
-        tg_v = res.glass_transition("volume", liquid_range=LIQUID_FIT, glass_range=(300, 700))
-        tg_h = res.glass_transition("enthalpy", liquid_range=LIQUID_FIT, glass_range=(300, 700))
-        hold = res.data["stage"] == "hold"
-        g = rdf(res.glass_frames(), r_max=8.0, nbins=160)
-        out[name] = {"tg_volume_K": tg_v.tg, "tg_volume_err_K": tg_v.error, "tg_enthalpy_K": tg_h.tg,
-                     "tg_enthalpy_err_K": tg_h.error,
-                     "glass_volume_per_atom": float(res.data["volume_per_atom"][hold].mean()),
-                     "glass_epot_per_atom": float(res.data["epot_per_atom"][hold].mean()),
-                     "rdf_first_peaks": g.first_peak(), "max_temperature_K": float(res.data["temperature_K"].max())}
-        out[name]["rdf"] = {"r": g.r.tolist(), "total": g.total.tolist()}
+        res = quench(starts, calc, replicas=replicas, t_melt=T_MELT, t_final=300.0, cooling_rate=rate, melt_time=4.0,
+                     hold_time=4.0, directory=folder, seed=seed, trajectory_interval=100, checkpoint_interval=100,
+                     overwrite=overwrite)
+        summary = res.summary(liquid_range=LIQUID_FIT, glass_range=(300, 700), rdf_bins=400)  # 0.02 Å bins
+        report(res, summary, folder / "quench.png", liquid_range=LIQUID_FIT, glass_range=(300, 700))
+        g = summary.pop("rdf")
+        summary.pop("fits")
+        out[name] = summary | {"rdf": {"r": g.r.tolist(), "total": g.total.tolist()},
+                               "max_temperature_K": float(max(r.data["temperature_K"].max() for r in res.replicas))}
     return out
 
 
@@ -177,13 +183,12 @@ def markdown_architectures(results: dict) -> str:
     return "\n".join(rows)
 
 
-def tg_cell(tg: float, error: float) -> str:
-    """Tg ± error for the table, or "no kink resolved" (``equicalc.analysis.quench.tg_resolved``)."""
-    from equicalc.analysis.quench import tg_resolved
-
-    if not tg_resolved(tg, error, 300.0, T_MELT):
-        return f"no kink resolved (fit: {tg:.0f} ± {error:.0f})"
-    return f"{tg:.0f} ± {error:.0f}"
+def tg_cell(fit: dict) -> str:
+    """Tg ± standard error (K) over the replicas for the table, or why there is none."""
+    if "tg_K" not in fit:
+        return "none"
+    used = len(fit.get("per_replica_K", []))
+    return f"{fit['tg_K']:.0f} ± {fit['error_K']:.0f}" + (f" ({used} replicas)" if used else "")
 
 
 def markdown(results: dict) -> str:
@@ -202,15 +207,25 @@ def markdown(results: dict) -> str:
                 vals.append("–")
         rows.append(f"| {label} | " + " | ".join(vals) + " |")
 
-    row("300 K glass: E_pot (eV/atom)", lambda n: f"{q[n]['glass_epot_per_atom']:.4f}")
-    row("300 K glass: volume (Å³/atom)", lambda n: f"{q[n]['glass_volume_per_atom']:.3f}")
+    def with_error(n, key, digits):
+        return f"{q[n][key]:.{digits}f} ± {q[n][key + '_error']:.{digits}f}"
+
+    row("Tg from V(T), whole-curve fits (K)", lambda n: tg_cell(q[n]["tg_volume_hyperbola"]))
+    row("Tg from H(T), whole-curve fits (K)", lambda n: tg_cell(q[n]["tg_enthalpy_hyperbola"]))
+    row("Tg from V(T), window fits (K)", lambda n: tg_cell(q[n]["tg_volume"]))
+    row("Tg from H(T), window fits (K)", lambda n: tg_cell(q[n]["tg_enthalpy"]))
+    row("300 K glass: E_pot (eV/atom)", lambda n: with_error(n, "glass_epot_per_atom", 4))
+    row("300 K glass: volume (Å³/atom)", lambda n: with_error(n, "glass_volume_per_atom", 3))
     for pair in ("Cu-Cu", "Cu-Zr", "Zr-Zr", "total"):
-        row(f"300 K glass: first RDF peak {pair} (Å)", lambda n, p=pair: f"{q[n]['rdf_first_peaks'][p]:.3f}")
-    row("Tg from V(T) (K)", lambda n: tg_cell(q[n]["tg_volume_K"], q[n]["tg_volume_err_K"]))
-    row("Tg from H(T) (K)", lambda n: tg_cell(q[n]["tg_enthalpy_K"], q[n]["tg_enthalpy_err_K"]))
+        row(f"300 K glass: first RDF peak {pair} (Å)", lambda n, p=pair: f"{q[n]['rdf_first_peaks_A'][p]:.2f}")
+    row("300 K glass: Cu-centred ⟨0,0,12,0⟩", lambda n: f"{q[n]['glass_icosahedral_fraction']['Cu']:.3f} ± "
+                                                       f"{q[n]['glass_icosahedral_fraction_error']['Cu']:.3f}")
     row("B2 CuZr lattice constant (Å)", lambda n: f"{b[n]['a']:.4f}")
-    row("B2 CuZr phonons: lowest / highest (THz)",
-        lambda n: f"{b[n]['min_frequency_THz']:.2f} / {b[n]['max_frequency_THz']:.2f}")
+    for label in B2_POINTS:
+        row(f"B2 CuZr phonons at {label} (THz)",
+            lambda n, p=label: " / ".join(f"{f:.2f}" for f in b[n]["frequencies_THz"][p]))
+    row("B2 CuZr C11 / C12 / C44 (GPa)", lambda n: " / ".join(f"{b[n]['elastic_GPa'][k]:.0f}"
+                                                              for k in ("C11", "C12", "C44")))
     return "\n".join(rows)
 
 
@@ -220,6 +235,8 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--atoms", type=int, default=250, help="atoms in the quench (default 250)")
     parser.add_argument("--rate", type=float, default=100.0, help="cooling rate of the quench, K/ps (default 100)")
+    parser.add_argument("--replicas", type=int, default=4, help="replicas of the quench per calculator (default 4)")
+    parser.add_argument("--overwrite", action="store_true", help="start the quenches afresh (else they resume)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calculators", nargs="+", choices=("model", "EAM"), default=["model", "EAM"],
                         help="which side(s) of the quench to run; the other side's saved results are kept")
@@ -249,8 +266,9 @@ def main(argv=None) -> None:
         elif step == "b2":
             new["b2"] = b2(calcs)
         elif step == "quench":
-            new["quench"] = quench_both(quench_calcs, args.atoms, args.rate, args.seed)
-            new["quench_protocol"] = {"atoms": args.atoms, "rate_K_per_ps": args.rate, "t_melt_K": T_MELT,
+            new["quench"] = quench_both(quench_calcs, args.atoms, args.rate, args.seed, args.replicas, args.overwrite)
+            new["quench_protocol"] = {"atoms": args.atoms, "replicas": args.replicas, "rate_K_per_ps": args.rate,
+                                      "t_melt_K": T_MELT,
                                       "t_final_K": 300.0, "seed": args.seed, "timestep_fs": 2.0,
                                       "liquid_fit_K": list(LIQUID_FIT), "glass_fit_K": [300, 700]}
         elif step == "nve":
