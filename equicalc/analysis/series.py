@@ -67,20 +67,21 @@ class QuenchSeries:
             raise FileNotFoundError(f"quench series: no rate_* folders in {directory}")
         return cls(directory, [float(p.name[len("rate_"):]) for p in folders], [load_quench(p) for p in folders])
 
-    def tg(self, quantity: str = "volume", method: str = "hyperbola") -> Dict[float, GlassTransition]:
+    def tg(self, quantity: str = "volume", method: str = "hyperbola", **fit_options) -> Dict[float, GlassTransition]:
         """Tg per rate (``GlassTransition``; an ensemble's is the mean ± standard error over its replicas);
-        rates whose curves give no Tg are left out."""
+        rates whose curves give no Tg are left out. ``fit_options``: ``liquid_range``, ``glass_range`` (K) of the
+        window fits."""
         out = {}
         for rate, result in zip(self.rates, self.results):
             try:
-                out[rate] = result.glass_transition(quantity, method=method)
+                out[rate] = result.glass_transition(quantity, method=method, **fit_options)
             except ValueError:
                 continue
         return out
 
-    def rate_fit(self, quantity: str = "volume", method: str = "hyperbola") -> RateFit:
+    def rate_fit(self, quantity: str = "volume", method: str = "hyperbola", **fit_options) -> RateFit:
         """The straight line of Tg against log10(rate), weighted by 1/error² (``ValueError`` under 2 rates)."""
-        tgs = self.tg(quantity, method)
+        tgs = self.tg(quantity, method, **fit_options)
         if len(tgs) < 2:
             raise ValueError(f"quench series: Tg from {quantity} at {len(tgs)} rate(s); a fit needs at least 2")
         x = np.log10(list(tgs))
@@ -112,7 +113,7 @@ class QuenchSeries:
                 out[f"rate_fit_{quantity}"] = {"error": str(exc)}
         return out
 
-    def plot(self, path=None, method: str = "hyperbola", ax=None):
+    def plot(self, path=None, method: str = "hyperbola", ax=None, **fit_options):
         """Tg from V(T) and H(T) against the cooling rate (log axis) with the fitted lines; returns the
         ``Figure`` (saved to ``path`` if given)."""
         from ..plotting import new_figure, save_figure
@@ -120,14 +121,14 @@ class QuenchSeries:
         if ax is None:
             _, ax = new_figure(size=(6.0, 4.5))
         for k, (quantity, marker) in enumerate((("volume", "o"), ("enthalpy", "s"))):
-            tgs = self.tg(quantity, method)
+            tgs = self.tg(quantity, method, **fit_options)
             if not tgs:
                 continue
             rates = np.array(list(tgs)) * (1.0 + 0.03 * (2 * k - 1))  # side by side, not on top of each other
             ax.errorbar(rates, [t.tg for t in tgs.values()], yerr=[t.error for t in tgs.values()], fmt=marker,
                         color=f"C{k}", capsize=3, label=f"from {quantity}")
             try:
-                fit = self.rate_fit(quantity, method)
+                fit = self.rate_fit(quantity, method, **fit_options)
             except ValueError:
                 continue
             grid = np.geomspace(min(self.rates) / 1.5, max(self.rates) * 1.5, 50)
