@@ -12,6 +12,8 @@ Measures (model and EAM side by side where both apply):
   ``--replicas``, 4 by default): Tg from V(T) and H(T) (mean ± standard error over the
   replicas), 300 K glass volume and energy per atom, RDF first peaks (0.02 Å bins) and the
   fraction of Cu-centred full icosahedra; a killed run resumes;
+* ``short_range``: isolated atoms and dimers 1–3 Å, and whether each pair's wall rises monotonically
+  below 1.8 Å;
 * ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
 * ``architectures``: NequIP against Allegro as both came out of their first training
   stage (``config.yaml`` and ``allegro.yaml``, best checkpoints in ``training/`` and
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("errors", "b2", "quench", "nve", "architectures")
+STEPS = ("errors", "b2", "quench", "nve", "short_range", "architectures")
 # the melt: 2200 K as in the reference data (the model's liquid is stable there at zero pressure
 # since the data hold expanded liquids, see README.md); fits over the liquid and the glass branch
 T_MELT = 2200.0
@@ -164,6 +166,31 @@ def nve_drift(calc, n_atoms: int = 500, ps: float = 4.0, seed: int = 0) -> dict:
             "fluctuation_meV_per_atom": float(np.std(energies) * 1e3)}
 
 
+def short_range(calcs: dict) -> dict:
+    """Isolated atoms (eV; the EAM's are 0) and dimers from 1.0 to 3.0 Å (eV): is each pair's energy monotonic
+    below 1.8 Å (a repulsive wall), and by how much does it differ from the EAM above 1.5 Å?"""
+    from ase import Atoms
+
+    distances = np.round(np.arange(1.0, 3.0001, 0.05), 3)
+    out = {name: {"isolated_eV": {}, "dimer_eV": {}, "wall_monotonic_below_1.8": {}} for name in calcs}
+    for name, calc in calcs.items():
+        for symbol in ("Cu", "Zr"):
+            atom = Atoms(symbol, cell=[20.0] * 3, pbc=True)
+            atom.calc = calc
+            out[name]["isolated_eV"][symbol] = float(atom.get_potential_energy())
+        for pair in ("CuCu", "CuZr", "ZrZr"):
+            energies = []
+            for d in distances:
+                dimer = Atoms(pair, positions=[[5, 5, 5], [5 + d, 5, 5]], cell=[20.0] * 3, pbc=True)
+                dimer.calc = calc
+                energies.append(float(dimer.get_potential_energy()))
+            below = np.array(energies)[distances <= 1.8]
+            out[name]["dimer_eV"][pair] = energies
+            out[name]["wall_monotonic_below_1.8"][pair] = bool(np.all(np.diff(below) < 0))
+    out["distances_A"] = distances.tolist()
+    return out
+
+
 def markdown_architectures(results: dict) -> str:
     """The NequIP vs Allegro table for data/cuzr/README.md."""
     a = results.get("architectures", {})
@@ -273,6 +300,8 @@ def main(argv=None) -> None:
                                       "liquid_fit_K": list(LIQUID_FIT), "glass_fit_K": [300, 700]}
         elif step == "nve":
             new["nve"] = nve_drift(calcs["model"])
+        elif step == "short_range":
+            new["short_range"] = short_range(calcs)
         elif step == "architectures":
             new["architectures"] = architectures()
         results = saved()
