@@ -155,6 +155,7 @@ def test_molecule_md_with_saved_model(tmp_path):
     _run_and_compare(mol, lambda a: VelocityVerlet(a, 0.25 * units.fs), model, 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["nequip", "allegro"])
 def test_nve_energy_conservation(architecture):
     # a random network is a rough landscape that heats the atoms; a small energy

@@ -52,6 +52,7 @@ def test_bad_rates_are_refused(tmp_path):
         quench_series(cu_au_alloy(), EMT(), [100.0], directory=tmp_path, cooling_rate=50.0)
 
 
+@pytest.mark.slow
 def test_a_series_of_emt_ensembles_runs_resumes_and_reloads(tmp_path):
     protocol = {k: v for k, v in SHORT_QUENCH.items() if k != "cooling_rate"}
     starts = [cu_au_alloy(0), cu_au_alloy(1)]

@@ -152,6 +152,7 @@ def test_training_halves_the_validation_force_error(emt_files, tmp_path):
     assert (tmp_path / "run" / "parity.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_restart_gives_the_same_weights(emt_files, tmp_path):
     ref = train(tiny_config(emt_files, tmp_path / "a", max_epochs=3, scheduler="cosine", warmup_epochs=1),
                 show_progress=False, echo=False)

@@ -59,6 +59,7 @@ def test_indices_follow_the_atoms_under_rotation_and_permutation():
     np.testing.assert_array_equal(voronoi_indices(moved), ref[order])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(NO_OVITO, reason="OVITO is not installed")
 def test_pyscal3_and_ovito_agree_atom_by_atom_on_a_glass():
     from pathlib import Path
