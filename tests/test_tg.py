@@ -55,6 +55,11 @@ def test_ensemble_mean_and_standard_error_cover_the_truth():
     tg_flat = ensemble_glass_transition(curves[:3] + [flat], quantity="volume", method="windows")
     assert len(tg_flat.per_replica) == 3 and tg_flat.replicas == 4
     assert "over 3 of 4 replicas" in str(tg_flat)
+    # so is a replica whose curve cannot be fitted at all (too few points)
+    short = (T[:4], curves[3][1][:4])
+    assert ensemble_glass_transition(curves[:2] + [short], method="windows").replicas == 3
+    with pytest.raises(ValueError, match=r"1 of 2 replicas gave a Tg.*need two \(fit_glass_transition"):
+        ensemble_glass_transition(curves[:1] + [short], method="windows")
 
 
 def test_bad_input_is_named():

@@ -238,7 +238,9 @@ class EnsembleQuenchResult:
                 tg = self.glass_transition(quantity, method, liquid_range, glass_range)
                 ax.axvspan(tg.tg - tg.error, tg.tg + tg.error, color="k", alpha=0.12)
                 ax.axvline(tg.tg, color="k", lw=1)
-                ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K ({len(tg.per_replica)} replicas)", fontsize=10)
+                used = len(tg.per_replica)
+                of = f"{used} of {tg.replicas}" if tg.replicas > used else f"{used}"
+                ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K ({of} replicas)", fontsize=10)
             except ValueError as exc:
                 ax.set_title(textwrap.fill(f"no ensemble Tg: {exc}", 70), fontsize=7)
             ax.set_xlabel("T (K)")

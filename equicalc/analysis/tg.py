@@ -185,15 +185,23 @@ def ensemble_glass_transition(curves: Sequence[Tuple[Sequence[float], Sequence[f
 
     The branches of the result are the mean of the replicas' branches; ``per_replica`` holds the Tg of every
     replica used. A replica whose fit put Tg outside its own temperature span (parallel branches that cross
-    far away: no kink in that replica's noise) is left out, and ``replicas`` says how many there were;
-    fewer than two left is an error.
+    far away: no kink in that replica's noise), or whose curve cannot be fitted (too few points in a range),
+    is left out, and ``replicas`` says how many there were; fewer than two left is an error.
     """
-    fits = [fit_glass_transition(t, y, quantity=quantity, method=method, **fit_options) for t, y in curves]
-    spans = [(np.nanmin(np.asarray(t, dtype=float)), np.nanmax(np.asarray(t, dtype=float))) for t, _ in curves]
-    good = [f for f, (lo, hi) in zip(fits, spans) if np.isfinite(f.tg) and lo <= f.tg <= hi]
+    good, reasons = [], []
+    for t, y in curves:
+        try:
+            fit = fit_glass_transition(t, y, quantity=quantity, method=method, **fit_options)
+        except ValueError as exc:  # this replica's curve cannot be fitted: left out like one without a kink
+            reasons.append(str(exc))
+            continue
+        lo, hi = np.nanmin(np.asarray(t, dtype=float)), np.nanmax(np.asarray(t, dtype=float))
+        if np.isfinite(fit.tg) and lo <= fit.tg <= hi:
+            good.append(fit)
     if len(good) < 2:
-        raise ValueError(f"ensemble_glass_transition: {len(good)} of {len(fits)} replicas gave a Tg inside their "
-                         "temperature range; need two")
+        why = f" ({reasons[0]})" if reasons else ""
+        raise ValueError(f"ensemble_glass_transition: {len(good)} of {len(curves)} replicas gave a Tg inside their "
+                         f"temperature range; need two{why}")
     tgs = np.array([f.tg for f in good])
     mean = lambda pairs: tuple(float(v) for v in np.mean(np.array(pairs), axis=0))  # noqa: E731
     return GlassTransition(tg=float(tgs.mean()), error=float(tgs.std(ddof=1) / np.sqrt(len(tgs))),
@@ -201,4 +209,4 @@ def ensemble_glass_transition(curves: Sequence[Tuple[Sequence[float], Sequence[f
                            glass_range=mean([f.glass_range for f in good]),
                            liquid_fit=mean([f.liquid_fit for f in good]), glass_fit=mean([f.glass_fit for f in good]),
                            quantity=quantity, method=method, per_replica=tuple(float(v) for v in tgs),
-                           replicas=len(fits))
+                           replicas=len(curves))
