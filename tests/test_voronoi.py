@@ -88,6 +88,8 @@ def test_result_statistics_and_plot(tmp_path):
     assert v.most_frequent("Zr") == [((0, 12, 0, 0), 1.0)]
     assert v.most_frequent("Cu", frames=[0]) == [((0, 12, 0, 0), 1.0)]
     np.testing.assert_allclose(v.icosahedral_fraction("Cu"), [0.0, 1 / 13])
+    assert v.most_frequent("Zr", frames=[1]) == []  # no Zr in the icosahedron
+    assert v.icosahedral_fraction("Zr")[0] == 0.0 and np.isnan(v.icosahedral_fraction("Zr")[1])
     fig = v.plot(path=tmp_path / "voronoi.png")
     assert (tmp_path / "voronoi.png").stat().st_size > 0 and len(fig.axes) == 2
     with pytest.raises(ValueError, match="no 'Ni' atoms"):

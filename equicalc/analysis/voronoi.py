@@ -161,14 +161,20 @@ class VoronoiResult:
         """The ``n`` most frequent indices around ``centre`` atoms (all atoms for None) over ``frames``
         (indices into the frame list; all by default): ``[((n3, n4, n5, n6), fraction), ...]``."""
         rows = self._select(centre, frames)
+        if len(rows) == 0:
+            return []
         counts = Counter(map(tuple, rows.tolist()))
         return [(index, count / len(rows)) for index, count in counts.most_common(n)]
 
     def fraction(self, index, centre: Optional[str] = None) -> np.ndarray:
-        """Per frame, the fraction of ``centre`` atoms whose polyhedron is ``index`` (a 4-tuple)."""
+        """Per frame, the fraction of ``centre`` atoms whose polyhedron is ``index`` (a 4-tuple); NaN for a frame
+        without ``centre`` atoms."""
         target = np.asarray(index)
-        return np.array([np.all(self.indices[k][self._centres(k, centre)] == target, axis=1).mean()
-                         for k in range(len(self.indices))])
+        out = []
+        for k in range(len(self.indices)):
+            rows = self.indices[k][self._centres(k, centre)]
+            out.append(np.all(rows == target, axis=1).mean() if len(rows) else np.nan)
+        return np.array(out)
 
     def icosahedral_fraction(self, centre: str = "Cu") -> np.ndarray:
         """Per frame, the fraction of ``centre`` atoms at the centre of a full icosahedron ⟨0,0,12,0⟩."""
