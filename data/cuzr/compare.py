@@ -210,12 +210,13 @@ def markdown_architectures(results: dict) -> str:
     return "\n".join(rows)
 
 
-def tg_cell(fit: dict) -> str:
-    """Tg ± standard error (K) over the replicas for the table, or why there is none."""
+def tg_cell(fit: dict, replicas: int = 0) -> str:
+    """Tg ± standard error (K) over the replicas that gave one, for the table, or "none"."""
     if "tg_K" not in fit:
         return "none"
     used = len(fit.get("per_replica_K", []))
-    return f"{fit['tg_K']:.0f} ± {fit['error_K']:.0f}" + (f" ({used} replicas)" if used else "")
+    of = f"{used} of {replicas}" if replicas > used else f"{used}"
+    return f"{fit['tg_K']:.0f} ± {fit['error_K']:.0f}" + (f" ({of} replicas)" if used else "")
 
 
 def markdown(results: dict) -> str:
@@ -234,13 +235,16 @@ def markdown(results: dict) -> str:
                 vals.append("–")
         rows.append(f"| {label} | " + " | ".join(vals) + " |")
 
+    def tg(n, key):
+        return tg_cell(q[n][key], q[n].get("replicas", 0))
+
     def with_error(n, key, digits):
         return f"{q[n][key]:.{digits}f} ± {q[n][key + '_error']:.{digits}f}"
 
-    row("Tg from V(T), whole-curve fits (K)", lambda n: tg_cell(q[n]["tg_volume_hyperbola"]))
-    row("Tg from H(T), whole-curve fits (K)", lambda n: tg_cell(q[n]["tg_enthalpy_hyperbola"]))
-    row("Tg from V(T), window fits (K)", lambda n: tg_cell(q[n]["tg_volume"]))
-    row("Tg from H(T), window fits (K)", lambda n: tg_cell(q[n]["tg_enthalpy"]))
+    row("Tg from V(T), whole-curve fits (K)", lambda n: tg(n, "tg_volume_hyperbola"))
+    row("Tg from H(T), whole-curve fits (K)", lambda n: tg(n, "tg_enthalpy_hyperbola"))
+    row("Tg from V(T), window fits (K)", lambda n: tg(n, "tg_volume"))
+    row("Tg from H(T), window fits (K)", lambda n: tg(n, "tg_enthalpy"))
     row("300 K glass: E_pot (eV/atom)", lambda n: with_error(n, "glass_epot_per_atom", 4))
     row("300 K glass: volume (Å³/atom)", lambda n: with_error(n, "glass_volume_per_atom", 3))
     for pair in ("Cu-Cu", "Cu-Zr", "Zr-Zr", "total"):
