@@ -85,3 +85,44 @@ def test_the_eam_file_is_the_mendelev_cuzr_potential():
     header = path.read_text().splitlines()[:5]
     assert header[3].split() == ["2", "Cu", "Zr"]  # two elements, Cu and Zr
     assert float(header[4].split()[-1]) == 7.6  # its cutoff, Å
+
+
+@pytest.mark.slow
+def test_lammps_quench_records_the_protocol_as_the_ase_quench_does(tmp_path):
+    """validate_tg.py's native LAMMPS quench: the same rows on the same time grid as equicalc's quench."""
+    import sys
+
+    from equicalc.analysis import EnsembleQuenchResult, quench
+    from equicalc.analysis.quench import make_protocol
+    from equicalc.systems import random_alloy
+
+    calc = _reference("lammps")
+    sys.path.insert(0, str(CUZR))
+    try:
+        from validate_tg import lammps_quench, relaxed
+    finally:
+        sys.path.remove(str(CUZR))
+    protocol = dict(t_melt=1500.0, t_final=500.0, cooling_rate=1000.0, melt_time=0.2, hold_time=0.2, timestep=2.0,
+                    window=100.0, pressure=0.0)
+    starts = [relaxed(random_alloy(32, "Cu64Zr36", volume_per_atom=17.5, seed=k), calc) for k in range(2)]
+    runs = [lammps_quench(s, make_protocol(s, seed=k, relax_steps=0, **protocol), tmp_path / f"lammps_{k}")
+            for k, s in enumerate(starts)]
+    ase = quench(starts[0], calc, directory=tmp_path / "ase", seed=0, relax_steps=0, trajectory_interval=0,
+                 show_progress=False, **protocol)
+    lmp = runs[0].data
+    assert set(lmp) == set(ase.data) and len(lmp["step"]) == len(ase.data["step"]) == 70  # 700 steps
+    np.testing.assert_allclose(lmp["time_ps"], ase.data["time_ps"])
+    assert list(lmp["stage"]) == list(ase.data["stage"])
+    np.testing.assert_allclose(lmp["target_K"], ase.data["target_K"], atol=1e-3)
+    # the thermostat follows one ramp over the whole cooling stage (not one per chunk of LAMMPS steps)
+    for data in (lmp, ase.data):
+        t_cool = data["temperature_K"][data["stage"] == "cool"]
+        quarter = len(t_cool) // 4
+        assert t_cool[:quarter].mean() - t_cool[-quarter:].mean() > 400.0  # targets 1375 and 625 K on average
+        assert abs(data["temperature_K"][data["stage"] == "hold"].mean() - 500.0) < 250.0
+    # the CSV on disk is what the result holds, and both engines' glasses have the EAM's density
+    on_disk = np.genfromtxt(tmp_path / "lammps_0" / "quench.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    np.testing.assert_allclose(on_disk["volume_per_atom"], lmp["volume_per_atom"])
+    ensemble = EnsembleQuenchResult(tmp_path, runs)
+    for data in [r.data for r in ensemble.replicas] + [ase.data]:
+        assert 15.5 < data["volume_per_atom"][data["stage"] == "hold"].mean() < 18.0
