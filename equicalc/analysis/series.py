@@ -170,12 +170,13 @@ def quench_series(atoms, calc, rates, replicas: int = 1, directory="quench_serie
 
 def _checked_rates(rates) -> List[float]:
     try:
-        values = sorted({float(r) for r in rates}, reverse=True)
+        rates = [float(r) for r in rates]
     except (TypeError, ValueError):
         raise ValueError(f"quench_series: rates must be numbers (K/ps), got {rates!r}") from None
+    values = sorted(set(rates), reverse=True)
     if not values or not all(np.isfinite(values)) or min(values) <= 0:
         raise ValueError(f"quench_series: rates must be positive and finite (K/ps), got {rates!r}")
-    if len(values) != len(list(rates)):
+    if len(values) != len(rates):
         raise ValueError(f"quench_series: a rate is given twice in {rates!r}")
     return values
 
