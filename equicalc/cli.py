@@ -314,7 +314,7 @@ def cmd_voronoi(args) -> int:
                                                   for index, fraction in res.most_frequent(species, args.top)))
         print(f"  {species}-centred full icosahedra <0,0,12,0>: {res.icosahedral_fraction(species).mean():.3f}")
     if args.plot:
-        res.plot("Cu" if "Cu" in res.species else sorted(res.species)[0], path=args.plot)
+        res.plot(res.default_centre, path=args.plot)
         print(f"plot written to {args.plot}")
     return 0
 

@@ -93,18 +93,18 @@ def test_lammps_quench_records_the_protocol_as_the_ase_quench_does(tmp_path):
     import sys
 
     from equicalc.analysis import EnsembleQuenchResult, quench
-    from equicalc.analysis.quench import make_protocol
+    from equicalc.analysis.quench import make_protocol, relaxed_start
     from equicalc.systems import random_alloy
 
     calc = _reference("lammps")
     sys.path.insert(0, str(CUZR))
     try:
-        from validate_tg import lammps_quench, relaxed
+        from validate_tg import lammps_quench
     finally:
         sys.path.remove(str(CUZR))
     protocol = dict(t_melt=1500.0, t_final=500.0, cooling_rate=1000.0, melt_time=0.2, hold_time=0.2, timestep=2.0,
                     window=100.0, pressure=0.0)
-    starts = [relaxed(random_alloy(32, "Cu64Zr36", volume_per_atom=17.5, seed=k), calc) for k in range(2)]
+    starts = [relaxed_start(random_alloy(32, "Cu64Zr36", volume_per_atom=17.5, seed=k), calc, 50) for k in range(2)]
     runs = [lammps_quench(s, make_protocol(s, seed=k, relax_steps=0, **protocol), tmp_path / f"lammps_{k}")
             for k, s in enumerate(starts)]
     ase = quench(starts[0], calc, directory=tmp_path / "ase", seed=0, relax_steps=0, trajectory_interval=0,

@@ -69,18 +69,6 @@ def _row(lmp, step: int, p: dict) -> dict:
                 pressure_GPa=lmp.get_thermo("press") * 1e-4)
 
 
-def relaxed(atoms, calc):
-    """``atoms`` after 50 FIRE steps at fixed cell (a random alloy's overlapping atoms pulled apart), as
-    ``quench`` does before its MD; both engines start from the result."""
-    from ase.optimize import FIRE
-
-    atoms = atoms.copy()
-    atoms.calc = calc
-    FIRE(atoms, logfile=None).run(fmax=0.2, steps=50)
-    atoms.calc = None
-    return atoms
-
-
 def tg_table(ensemble) -> dict:
     """Tg (K, standard error, replicas used) from V(T) and H(T) by both fits."""
     out = {}
@@ -96,7 +84,7 @@ def tg_table(ensemble) -> dict:
 
 def main(argv=None) -> None:
     from equicalc.analysis import EnsembleQuenchResult, quench
-    from equicalc.analysis.quench import make_protocol
+    from equicalc.analysis.quench import make_protocol, relaxed_start
     from equicalc.plotting import new_figure, save_figure
     from equicalc.reference import eam_calculator
     from equicalc.systems import random_alloy
@@ -112,7 +100,8 @@ def main(argv=None) -> None:
     protocol = dict(t_melt=2000.0, t_final=300.0, cooling_rate=args.rate, melt_time=args.melt_time,
                     hold_time=args.hold_time, timestep=2.0, window=50.0, pressure=0.0)
     calc = eam_calculator("lammps")
-    starts = [relaxed(random_alloy(args.atoms, "Cu64Zr36", volume_per_atom=17.5, seed=100 + k), calc)
+    # both engines start from the structures quench would relax itself (50 FIRE steps at fixed cell)
+    starts = [relaxed_start(random_alloy(args.atoms, "Cu64Zr36", volume_per_atom=17.5, seed=100 + k), calc, 50)
               for k in range(args.replicas)]
     work = args.out / "tg_engines"
     t0 = time.time()

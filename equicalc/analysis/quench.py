@@ -36,7 +36,7 @@ from .tg import GlassTransition, fit_glass_transition, tg_resolved
 from .voronoi import VoronoiResult, voronoi
 
 __all__ = ["quench", "QuenchResult", "EnsembleQuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature",
-           "tg_resolved", "report", "summary_text", "load_quench"]
+           "tg_resolved", "report", "summary_text", "load_quench", "relaxed_start"]
 
 _FIELDS = ["step", "time_ps", "stage", "target_K", "temperature_K", "volume_per_atom", "epot_per_atom",
            "ekin_per_atom", "enthalpy_per_atom", "pressure_GPa"]
@@ -148,7 +148,7 @@ class QuenchResult:
     def plot(self, path=None, liquid_range=None, glass_range=None, axes=None):
         """V(T) and H(T) of the cooling windows with the two fits and Tg (on ``axes``, a pair, or a new figure);
         returns the ``Figure``."""
-        from ..plotting import new_figure, save_figure
+        from ..plotting import new_figure
 
         w = self.windows()
         if axes is None:
@@ -164,13 +164,7 @@ class QuenchResult:
                 _draw_fits(ax, tg, w["T"])
             ax.set_xlabel("T (K)")
             ax.set_ylabel(label)
-        p = self.protocol
-        fig = axes[0].figure
-        fig.suptitle(f"quench {p['t_melt']:.0f} → {p['t_final']:.0f} K at {p['cooling_rate']:g} K/ps, "
-                     f"{p['n_atoms']} atoms")
-        if path is not None:
-            save_figure(fig, path)
-        return fig
+        return _titled(axes, self.protocol, "quench", f"{self.protocol['n_atoms']} atoms", path)
 
 
 class EnsembleQuenchResult:
@@ -226,7 +220,7 @@ class EnsembleQuenchResult:
     def plot(self, path=None, liquid_range=None, glass_range=None, method: str = "hyperbola", axes=None):
         """V(T) and H(T) of every replica, and the ensemble's Tg (``method``; windows use the ranges), on
         ``axes`` (a pair) or a new figure; returns the ``Figure``."""
-        from ..plotting import new_figure, save_figure
+        from ..plotting import new_figure
 
         if axes is None:
             fig, axes = new_figure(2, size=(10, 4))
@@ -238,21 +232,25 @@ class EnsembleQuenchResult:
                 tg = self.glass_transition(quantity, method, liquid_range, glass_range)
                 ax.axvspan(tg.tg - tg.error, tg.tg + tg.error, color="k", alpha=0.12)
                 ax.axvline(tg.tg, color="k", lw=1)
-                used = len(tg.per_replica)
-                of = f"{used} of {tg.replicas}" if tg.replicas > used else f"{used}"
-                ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K ({of} replicas)", fontsize=10)
+                ax.set_title(f"Tg = {tg.tg:.0f} ± {tg.error:.0f} K ({tg.replicas_used()} replicas)", fontsize=10)
             except ValueError as exc:
                 ax.set_title(textwrap.fill(f"no ensemble Tg: {exc}", 70), fontsize=7)
             ax.set_xlabel("T (K)")
             ax.set_ylabel(label)
         axes[0].legend(fontsize=7, frameon=False)
-        p = self.protocol
-        fig = axes[0].figure
-        fig.suptitle(f"{len(self.replicas)} replicas, {p['t_melt']:.0f} → {p['t_final']:.0f} K at "
-                     f"{p['cooling_rate']:g} K/ps, {p['n_atoms']} atoms each")
-        if path is not None:
-            save_figure(fig, path)
-        return fig
+        return _titled(axes, self.protocol, f"{len(self.replicas)} replicas,",
+                       f"{self.protocol['n_atoms']} atoms each", path)
+
+
+def _titled(axes, protocol: dict, before: str, after: str, path):
+    """The V(T)/H(T) figure of ``axes`` titled with the protocol (saved to ``path`` if given); returns it."""
+    from ..plotting import save_figure
+
+    p, fig = protocol, axes[0].figure
+    fig.suptitle(f"{before} {p['t_melt']:.0f} → {p['t_final']:.0f} K at {p['cooling_rate']:g} K/ps, {after}")
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
 def load_quench(directory):
@@ -281,7 +279,7 @@ def report(result, summary: Optional[dict] = None, path=None, liquid_range=None,
         axes[0, 2].set_title("the glass", fontsize=10)
     structure = result.voronoi()
     if structure.indices:
-        structure.plot("Cu" if "Cu" in structure.species else sorted(structure.species)[0], axes=axes[1, :2])
+        structure.plot(structure.default_centre, axes=axes[1, :2])
     axes[1, 2].axis("off")
     axes[1, 2].text(0.0, 1.0, summary_text(summary), va="top", family="monospace", fontsize=8,
                     transform=axes[1, 2].transAxes)
@@ -603,15 +601,22 @@ def _start(atoms, calc, directory: Path, protocol: dict, fingerprint: dict, over
         p.unlink()
     if deleted:
         print(f"quench: overwrite deleted {', '.join(str(p) for p in deleted)}")
-    atoms = atoms.copy()
-    if protocol["relax_steps"]:
-        from ase.optimize import FIRE
-
-        atoms.calc = calc
-        FIRE(atoms, logfile=None).run(fmax=0.2, steps=protocol["relax_steps"])
+    atoms = relaxed_start(atoms, calc, protocol["relax_steps"])
     thermalize_momenta(atoms, temperature_K=protocol["t_melt"], rng=np.random.default_rng(protocol["seed"]))
     Stationary(atoms)
     return atoms, 0, None
+
+
+def relaxed_start(atoms, calc, steps: int):
+    """A copy of ``atoms`` after at most ``steps`` FIRE steps at fixed cell (to forces below 0.2 eV/Å): a random
+    start's overlapping atoms pulled apart before the MD (0 steps: the copy as it is)."""
+    atoms = atoms.copy()
+    if steps:
+        from ase.optimize import FIRE
+
+        atoms.calc = calc
+        FIRE(atoms, logfile=None).run(fmax=0.2, steps=steps)
+    return atoms
 
 
 def _target(step: int, protocol: dict) -> float:

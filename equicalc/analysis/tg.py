@@ -59,13 +59,16 @@ class GlassTransition:
         """Whether the fits found a kink (``tg_resolved``)."""
         return tg_resolved(self.tg, self.error, t_min, t_max)
 
+    def replicas_used(self) -> str:
+        """How many replicas gave this ensemble Tg: ``"4"``, or ``"3 of 4"`` when some were left out."""
+        used = len(self.per_replica)
+        return f"{used} of {self.replicas}" if self.replicas > used else f"{used}"
+
     def __str__(self) -> str:
         where = f"{self.quantity or 'y'}(T)"
         if self.per_replica:
-            used = len(self.per_replica)
-            of = f"{used} of {self.replicas}" if self.replicas > used else f"{used}"
             return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {where}, mean ± standard error over "
-                    f"{of} replicas ({self.method} fits)")
+                    f"{self.replicas_used()} replicas ({self.method} fits)")
         if self.method == "hyperbola":
             return f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {where} (hyperbolic fit of the whole curve)"
         return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {where} "

@@ -157,6 +157,11 @@ class VoronoiResult:
     def species(self) -> set:
         return set(np.concatenate(self.symbols).tolist())
 
+    @property
+    def default_centre(self) -> str:
+        """The centre species to show: Cu (the Cu–Zr glasses' icosahedra) when present, else the first by name."""
+        return "Cu" if "Cu" in self.species else sorted(self.species)[0]
+
     def most_frequent(self, centre: Optional[str] = None, n: int = 10, frames=None) -> list:
         """The ``n`` most frequent indices around ``centre`` atoms (all atoms for None) over ``frames``
         (indices into the frame list; all by default): ``[((n3, n4, n5, n6), fraction), ...]``."""
