@@ -1,6 +1,8 @@
-"""Command line: ``equicalc train | eval | deploy | models | md | quench | rdf | voronoi | phonons``.
+"""Command line: ``equicalc train | preprocess | eval | deploy | models | md | quench | rdf | voronoi | phonons``.
 
     equicalc train config.yaml            # fit a model; --restart resumes
+    torchrun --nproc_per_node 2 -m equicalc train config.yaml   # the same, DistributedDataParallel
+    equicalc preprocess data.extxyz -o data.h5 --config config.yaml   # frames + neighbour lists on disk
     equicalc eval model.pth data.extxyz   # error table, optional predictions and parity plot
     equicalc deploy checkpoint.pt model.pth
     equicalc models                       # the shipped models, their cutoffs and errors
@@ -126,6 +128,34 @@ def cmd_train(args) -> int:
         cfg.training.device = args.device
     summary = train(cfg, restart=args.restart, show_progress=not args.quiet, overwrite=args.overwrite)
     return 0 if summary["epoch"] > 0 else 1
+
+
+def cmd_preprocess(args) -> int:
+    from .preprocessed import is_preprocessed, merge_preprocessed, preprocess
+
+    if all(is_preprocessed(p) for p in args.inputs):
+        summary = merge_preprocessed(args.inputs, args.output, overwrite=args.overwrite, show_progress=not args.quiet)
+    elif len(args.inputs) == 1:
+        keys = dict(energy_key=args.energy_key, forces_key=args.forces_key, stress_key=args.stress_key or None)
+        r_max, species = args.r_max, args.species
+        if args.config:
+            from .train import load_config
+
+            cfg = load_config(args.config)
+            r_max = r_max or cfg.model_r_max()
+            species = species or cfg.data.species
+            keys = dict(energy_key=cfg.data.energy_key, forces_key=cfg.data.forces_key, stress_key=cfg.data.stress_key)
+        if r_max is None:
+            print("preprocess: give --r-max (Å) or --config (its model's r_max)", file=sys.stderr)
+            return 2
+        summary = preprocess(args.inputs[0], args.output, r_max, species=species, overwrite=args.overwrite,
+                             show_progress=not args.quiet, **keys)
+    else:
+        print("preprocess: give one data file, or several preprocessed (.h5) files to merge", file=sys.stderr)
+        return 2
+    print(f"{summary['path']}: {summary['frames']} frames, {summary['atoms']} atoms, {summary['edges']} edges within "
+          f"{summary['r_max']:g} Å, species {' '.join(summary['species'])}, {summary['bytes'] / 2**20:.1f} MiB")
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -383,6 +413,20 @@ def _train_parsers(sub) -> None:
     tr.add_argument("--device", help="override training.device (auto, cpu, cuda)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
+    pp = sub.add_parser("preprocess", help="frames and their neighbour lists to an HDF5 file that training reads "
+                                            "lazily (or merge such files)")
+    pp.add_argument("inputs", nargs="+", help="a data file (extxyz or any ase.io.read format, streamed), or several "
+                                              "preprocessed files to merge")
+    pp.add_argument("-o", "--output", required=True, help="HDF5 file to write")
+    pp.add_argument("--config", help="training config: r_max, species and label keys from it")
+    pp.add_argument("--r-max", type=_positive_float, help="cutoff of the neighbour lists, Å")
+    pp.add_argument("--species", nargs="+", help="chemical symbols of the model (default: those in the data)")
+    pp.add_argument("--energy-key", default="energy")
+    pp.add_argument("--forces-key", default="forces")
+    pp.add_argument("--stress-key", default="stress", help="'' to ignore stress")
+    pp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    pp.add_argument("--quiet", action="store_true", help="no progress bar")
+    pp.set_defaults(func=cmd_preprocess)
     ev = sub.add_parser("eval", help="errors of a model on labelled frames")
     ev.add_argument("model", help="model file or shipped model name")
     ev.add_argument("data", help="labelled frames (extxyz or any ase.io.read format)")

@@ -153,7 +153,9 @@ def dataset_statistics(frames, r_max: Optional[float] = None, species: Optional[
     """Statistics of a training set that set the network's normalisation.
 
     ``frames`` is a list of ``Frame`` (neighbours are then counted within
-    ``r_max``, Å) or a ``GraphDataset`` (its neighbour lists are used).
+    ``r_max``, Å), a ``GraphDataset`` or an ``equicalc.preprocessed.PreprocessedDataset``
+    (their neighbour lists are used; a preprocessed set is summarised without reading
+    its structures).
 
     Returns a dict with ``species`` (symbols, by atomic number unless given),
     ``energy_shifts`` (per-species reference energies E0, eV, least squares of
@@ -161,38 +163,27 @@ def dataset_statistics(frames, r_max: Optional[float] = None, species: Optional[
     components), ``avg_num_neighbors`` (mean neighbours within ``r_max`` Å) and
     ``energy_rmse_after_shift`` (eV/atom, what per-species shifts alone leave).
     """
-    from ase.data import atomic_numbers, chemical_symbols
-
-    dataset = frames if isinstance(frames, GraphDataset) else None
-    frames = dataset.frames if dataset is not None else frames
-    if not frames:
-        raise ValueError("dataset_statistics: no frames")
-    present = sorted({int(z) for f in frames for z in f.atoms.numbers})
-    if species is None:
-        species = [chemical_symbols[z] for z in present]
-    zs = [atomic_numbers[s] for s in species]
-    missing = [chemical_symbols[z] for z in present if z not in zs]
-    if missing:
-        raise ValueError(f"the data contain species {missing} that are not in the model's species {list(species)}")
-    counts = np.array([[np.count_nonzero(f.atoms.numbers == z) for z in zs] for f in frames], dtype=float)
-    energies = np.array([f.energy for f in frames])
-    e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-    n_atoms = counts.sum(1)
-    residual = (energies - counts @ e0) / n_atoms
-    forces = np.concatenate([f.forces.ravel() for f in frames])
-    if dataset is not None:
-        n_edges = sum(item["edge_index"].shape[1] for item in dataset.items)
-    else:
+    if isinstance(frames, (list, tuple)):
+        if not frames:
+            raise ValueError("dataset_statistics: no frames")
         if r_max is None:
             raise ValueError("dataset_statistics: r_max is needed to count neighbours of plain frames")
-        n_edges = sum(AtomicGraph.from_atoms(f.atoms).build_neighbors(r_max).edge_index.shape[1] for f in frames)
+        frames = GraphDataset(frames, r_max)
+    if len(frames) == 0:
+        raise ValueError("dataset_statistics: no frames")
+    if species is None:
+        species = frames.species
+    t = frames.summary(species)
+    e0, *_ = np.linalg.lstsq(t["counts"], t["energy"], rcond=None)
+    n_atoms = t["counts"].sum(1)
+    residual = (t["energy"] - t["counts"] @ e0) / n_atoms
     return {
         "species": list(species),
         "energy_shifts": {s: float(v) for s, v in zip(species, e0)},
-        "force_rms": float(np.sqrt(np.mean(forces ** 2))),
-        "avg_num_neighbors": float(n_edges / n_atoms.sum()),
+        "force_rms": float(np.sqrt(np.sum(t["force_sq"]) / (3 * n_atoms.sum()))),
+        "avg_num_neighbors": float(np.sum(t["n_edges"]) / n_atoms.sum()),
         "energy_rmse_after_shift": float(np.sqrt(np.mean(residual ** 2))),
-        "num_frames": len(frames),
+        "num_frames": len(t["energy"]),
         "num_atoms": int(n_atoms.sum()),
     }
 
@@ -232,6 +223,33 @@ class GraphDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def species(self) -> List[str]:
+        """Symbols of the species present, in order of atomic number."""
+        from ase.data import chemical_symbols
+
+        return [chemical_symbols[z] for z in sorted({int(z) for f in self.frames for z in f.atoms.numbers})]
+
+    def summary(self, species: Sequence[str]) -> dict:
+        """Per-frame arrays for ``dataset_statistics``: counts of ``species`` (an error names any other species
+        present), energies (eV), summed squared force components ((eV/Å)²), atom and edge counts."""
+        from ase.data import atomic_numbers
+
+        missing = [s for s in self.species if s not in species]
+        if missing:
+            raise ValueError(f"the data contain species {missing} that are not in the model's species {list(species)}")
+        zs = [atomic_numbers[s] for s in species]
+        return {"counts": np.array([[np.count_nonzero(f.atoms.numbers == z) for z in zs] for f in self.frames], float),
+                "energy": np.array([f.energy for f in self.frames]),
+                "force_sq": np.array([np.sum(f.forces ** 2) for f in self.frames]),
+                "n_atoms": np.array([f.n_atoms for f in self.frames]),
+                "n_edges": np.array([it["edge_index"].shape[1] for it in self.items])}
+
+    def frame_sizes(self):
+        """Atoms per frame and whether it has a stress label (arrays over the dataset's items)."""
+        return (np.array([f.n_atoms for f in self.frames]),
+                np.array([f.stress is not None for f in self.frames]))
 
     def __getitem__(self, k: int) -> dict:
         return self.items[k]

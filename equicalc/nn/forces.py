@@ -36,7 +36,8 @@ def compute_properties(
     """Evaluate ``model`` on ``graph`` (which must carry edges within ``model.r_max``).
 
     Args:
-        model: a network mapping (numbers, edge_index, edge_vectors) to per-atom energies.
+        model: a network mapping (numbers, edge_index, edge_vectors) to per-atom energies, or its
+            ``DistributedDataParallel`` wrapper (training under DDP).
         graph: ``AtomicGraph`` with ``edge_index`` and ``shifts``.
         forces: compute forces.
         stress: compute virial and stress (stress is NaN for structures whose
@@ -49,10 +50,11 @@ def compute_properties(
         (N, 3), ``virial`` (B, 3, 3) and ``stress`` (B, 3, 3); geometry-derived
         outputs are float64 if the graph geometry is.
     """
-    if training and is_fused(model):
+    net = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    if training and is_fused(net):
         raise ValueError("this model runs on the fused CPU kernels, which are for inference only; "
                          "train the model as load_model or build_model give it (not fuse()d)")
-    dtype = next(model.parameters()).dtype
+    dtype = next(net.parameters()).dtype
     positions, cell = graph.positions, graph.cell
     need_grad = forces or stress
     inputs = []
@@ -68,7 +70,7 @@ def compute_properties(
         cell = cell + torch.bmm(cell, sym)
     with torch.set_grad_enabled(need_grad or torch.is_grad_enabled()):
         edge_vec = graph.edge_vectors(positions, cell).to(dtype)
-        pairs = edge_pair_index(graph.edge_index, graph.shifts) if getattr(model, "uses_edge_pairs", False) else None
+        pairs = edge_pair_index(graph.edge_index, graph.shifts) if getattr(net, "uses_edge_pairs", False) else None
         energies = model(graph.numbers, graph.edge_index, edge_vec, edge_pair=pairs)
         energy = torch.zeros(graph.num_graphs, dtype=energies.dtype, device=energies.device)
         energy = energy.index_add(0, graph.batch, energies)

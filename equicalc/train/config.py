@@ -115,6 +115,10 @@ class Config:
     model_path: Optional[str] = None
     base_dir: str = field(default=".", repr=False)  # the config file's folder: data paths are resolved from it
 
+    def model_r_max(self) -> float:
+        """The model's cutoff (Å): ``model.r_max``, or the architecture's default."""
+        return float(self.model.options.get("r_max", SPECS[self.model.architecture].r_max))
+
     def to_dict(self) -> dict:
         """Plain dict (YAML-able) as the config file would say it: model options flattened back
         under ``model``, data paths relative to the config file's folder again (so nothing

@@ -21,19 +21,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
+import numpy as np
 import torch
 
-from ..data import Batch, GraphDataset, check_species, collate, dataset_statistics, frames_by_split
+from ..data import (Batch, GraphDataset, check_species, collate, dataset_statistics, frames_by_split, read_frames,
+                    split_indices)
 from ..device import resolve_device, resolve_dtype
 from ..evaluate import Accumulator, error_metrics, format_metrics, parity_plot, predict, stress_from_virial
 from ..files import atomic_copy, remove_temporary
 from ..model_io import build_model, load_model, model_from_payload, save_model
-from ..nn import SPECS
 from ..nn.forces import compute_properties
+from ..preprocessed import PreprocessedDataset, is_preprocessed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
+from .distributed import Ranks, join, leave, shard
 
-__all__ = ["train", "setup", "train_one_epoch", "take_step", "validate", "end_epoch", "loss_terms", "TrainingRun"]
+__all__ = ["train", "setup", "train_one_epoch", "take_step", "step_batches", "validate", "end_epoch", "loss_terms",
+           "batch_counts", "TrainingRun"]
 
 _CSV_FIELDS = [
     "epoch", "time_s", "lr", "train_loss", "val_loss",
@@ -43,26 +47,41 @@ _CSV_FIELDS = [
 ]
 
 
-def loss_terms(out: Dict[str, torch.Tensor], batch: Batch, loss_cfg) -> Dict[str, torch.Tensor]:
+def batch_counts(batch: Batch) -> Dict[str, int]:
+    """What each loss term averages over in ``batch``: structures, force components, stress components."""
+    return {"energy": batch.graph.num_graphs, "forces": 3 * int(batch.graph.n_atoms.sum()),
+            "stress": 9 * int(batch.has_stress.sum())}
+
+
+def loss_terms(out: Dict[str, torch.Tensor], batch: Batch, loss_cfg, counts: Optional[Dict[str, int]] = None,
+               scale: float = 1.0) -> Dict[str, torch.Tensor]:
     """Weighted loss and its parts for one batch.
 
     Energy per atom (eV/atom), force components (eV/Å) and stress components
-    (eV/Å³, structures with a reference stress only), each averaged, squared
-    (``mse``) or Huber, times its weight.
+    (eV/Å³, structures with a reference stress only), each squared (``mse``) or
+    Huber, summed and divided by its count, times its weight. The counts are the
+    batch's own (``batch_counts``) unless given: under DDP they are those of the
+    whole step's batch, of which ``batch`` is one rank's share, so that the
+    ranks' terms add up to the mean over all of it. ``scale`` multiplies every part.
     """
-    def term(err):
+    counts = counts or batch_counts(batch)
+
+    def term(err, key):
         if loss_cfg.kind == "huber":
-            return torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=loss_cfg.huber_delta)
-        return torch.mean(err ** 2)
+            summed = torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=loss_cfg.huber_delta,
+                                                    reduction="sum")
+        else:
+            summed = torch.sum(err ** 2)
+        return summed * (scale / max(counts[key], 1))
 
     n_atoms = batch.graph.n_atoms.to(out["energy"].device)
-    parts = {"energy": term((out["energy"].double() - batch.energy) / n_atoms)}
+    parts = {"energy": term((out["energy"].double() - batch.energy) / n_atoms, "energy")}
     total = loss_cfg.energy_weight * parts["energy"]
     if "forces" in out:
-        parts["forces"] = term(out["forces"].double() - batch.forces)
+        parts["forces"] = term(out["forces"].double() - batch.forces, "forces")
         total = total + loss_cfg.forces_weight * parts["forces"]
     if "stress" in out and bool(batch.has_stress.any()):
-        parts["stress"] = term((out["stress"].double() - batch.stress)[batch.has_stress])
+        parts["stress"] = term((out["stress"].double() - batch.stress)[batch.has_stress], "stress")
         total = total + loss_cfg.stress_weight * parts["stress"]
     parts["total"] = total
     return parts
@@ -123,11 +142,24 @@ def _update_ema(ema_model, model, decay: float, step: int) -> None:
         pe.mul_(d).add_(p.detach(), alpha=1.0 - d)
 
 
-def validate(model, dataset, cfg: Config, device) -> Dict[str, float]:
-    """Error metrics and the loss (same form as the training loss) of ``model`` on a whole split."""
+def _gathered(arrays: Dict[str, np.ndarray], ranks: Ranks) -> Dict[str, np.ndarray]:
+    """``Accumulator.arrays()`` of every rank joined, in rank order."""
+    if not ranks.distributed:
+        return arrays
+    parts = ranks.gather(arrays)
+    return {k: np.concatenate([p[k] for p in parts]) for k in arrays}
+
+
+def validate(model, dataset, cfg: Config, device, ranks: Ranks = Ranks()) -> Dict[str, float]:
+    """Error metrics and the loss (same form as the training loss) of ``model`` on a whole split.
+
+    Under DDP each rank evaluates a contiguous part of the split and every rank gets the metrics of all of it.
+    """
+    if ranks.distributed:
+        dataset = torch.utils.data.Subset(dataset, shard(np.arange(len(dataset)), ranks).tolist())
     acc = predict(model, dataset, batch_size=cfg.training.eval_batch_size, device=device,
                   stress=cfg.loss.stress_weight > 0)
-    arrays = acc.arrays()
+    arrays = _gathered(acc.arrays(), ranks)
     m = error_metrics(arrays)
     # the validation loss uses the training loss' form on the whole set (MSE or Huber of the same units)
     e = (arrays["energy_pred"] - arrays["energy_ref"]) / arrays["n_atoms"]
@@ -148,10 +180,14 @@ def validate(model, dataset, cfg: Config, device) -> Dict[str, float]:
 
 
 class _Log:
-    def __init__(self, path: Path, echo: bool):
-        self.path, self.echo = path, echo
+    """Lines to ``<run_dir>/log.txt`` (and the console); silent on every rank but rank 0."""
+
+    def __init__(self, path: Path, echo: bool, main: bool = True):
+        self.path, self.echo, self.main = path, echo, main
 
     def __call__(self, msg: str) -> None:
+        if not self.main:
+            return
         with open(self.path, "a") as fh:
             fh.write(msg + "\n")
         if self.echo:
@@ -174,6 +210,8 @@ class TrainingRun:
     ema_model: Optional[torch.nn.Module]
     optimizer: torch.optim.Optimizer
     schedule: _Schedule
+    ranks: Ranks = Ranks()
+    network: Optional[torch.nn.Module] = None  # what a training step calls: the model, or its DDP wrapper
     state: dict = field(default_factory=lambda: {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                                   "bad_epochs": 0})
 
@@ -205,19 +243,28 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
         echo: print the log to the console (it always goes to ``<run_dir>/log.txt``).
     """
     t_start = time.time()
-    run = setup(cfg, restart, echo, overwrite)
+    ranks = join(cfg.training.device)
+    try:
+        return _train(cfg, restart, show_progress, stop_after_epochs, echo, overwrite, t_start, ranks)
+    finally:
+        leave()
+
+
+def _train(cfg, restart, show_progress, stop_after_epochs, echo, overwrite, t_start, ranks) -> Dict[str, object]:
+    run = setup(cfg, restart, echo, overwrite, ranks)
     tc = cfg.training
     stop_reason, epochs_this_run, epoch_seconds = "max_epochs", 0, 0.0
     while run.state["epoch"] < tc.max_epochs:
-        if tc.max_minutes is not None and (time.time() - t_start + epoch_seconds) / 60 > tc.max_minutes:
+        if tc.max_minutes is not None and ranks.from_main(
+                lambda: (time.time() - t_start + epoch_seconds) / 60 > tc.max_minutes):
             stop_reason = "max_minutes"
             break
         if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs:
             stop_reason = "stopped"
             break
         t_epoch = time.time()
-        record = train_one_epoch(run, show_progress)
-        val_m = validate(run.eval_model, run.data["val"], cfg, run.device)
+        record = train_one_epoch(run, show_progress and ranks.main)
+        val_m = validate(run.eval_model, run.data["val"], cfg, run.device, ranks)
         if not math.isfinite(val_m["loss"]):
             raise RuntimeError(f"training stopped: the validation loss of epoch {record['epoch']} is "
                                f"{val_m['loss']}; {_kept(run)}")
@@ -234,32 +281,42 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
             f"{run.state['best_epoch']}")
     summary = {"stop_reason": stop_reason, "epoch": run.state["epoch"], "best_epoch": run.state["best_epoch"],
                "run_dir": str(run.run_dir)}
-    if stop_reason != "stopped" and run.best_path.exists():
+    if ranks.main and stop_reason != "stopped" and run.best_path.exists():
         summary.update(_finish(run))
     return summary
 
 
-def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False) -> TrainingRun:
-    """The data, model, optimiser and schedule of a run: fresh, fine-tuned (``init_from``) or resumed."""
+def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False,
+          ranks: Ranks = Ranks()) -> TrainingRun:
+    """The data, model, optimiser and schedule of a run: fresh, fine-tuned (``init_from``) or resumed.
+
+    Under DDP rank 0 opens the run folder and computes the statistics, and every rank gets them from it.
+    """
     tc = cfg.training
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     device = resolve_device(tc.device)
+    if device.type == "cuda" and ranks.distributed:
+        device = torch.device("cuda", ranks.local_rank)
+    _check_same_config(cfg, ranks)
     run_dir = Path(cfg.run_dir)
-    ckpt = _open_run_dir(cfg, run_dir, restart, overwrite)
+    restart = restart or _elastic_restart(run_dir)
+    ckpt = ranks.from_main(lambda: _open_run_dir(cfg, run_dir, restart, overwrite))
     start = _initial_model(cfg) if cfg.model.init_from and not restart else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = _Log(run_dir / "log.txt", echo)
+    if ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    log = _Log(run_dir / "log.txt", echo, ranks.main)
     if ckpt is not None:
         r_max = ckpt["model"]["config"]["r_max"]
     elif start is not None:
         r_max = start.r_max
     else:
-        r_max = cfg.model.options.get("r_max", SPECS[cfg.model.architecture].r_max)
+        r_max = cfg.model_r_max()
     data = _read_data(cfg, r_max)
-    model, stats = _start_model(cfg, data["train"], ckpt, start, log)
+    stats = ranks.from_main(lambda: _statistics(cfg, data["train"], ckpt, start))
+    model = _start_model(cfg, stats, ckpt, start, log)
     for split, dataset in data.items():
-        check_species(dataset.frames, model.species, f"the {split} data")
+        _check_species(dataset, model.species, f"the {split} data")
     model = model.to(device)
     log(f"frames: {len(data['train'])} train, {len(data['val'])} val, {len(data.get('test', []))} test; "
         f"species {stats['species']}; force RMS {stats['force_rms']:.3f} eV/Å; <n> = {stats['avg_num_neighbors']:.2f} "
@@ -271,18 +328,45 @@ def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False
     if ema_model is not None:
         for p in ema_model.parameters():
             p.requires_grad_(False)
+    network = model
+    if ranks.distributed:
+        log(f"DistributedDataParallel over {ranks.world} processes ({torch.distributed.get_backend()}): "
+            f"{tc.batch_size} structures per process, {tc.batch_size * ranks.world} per step")
+        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                            else None)
+    steps = math.ceil(len(data["train"]) / (tc.batch_size * ranks.world))
     run = TrainingRun(cfg, device, run_dir, log, data, stats, model, ema_model, _optimizer(model, tc),
-                      _Schedule(tc, math.ceil(len(data["train"]) / tc.batch_size)))
+                      _Schedule(tc, steps), ranks, network)
     run.state["data_sha256"] = data_fingerprint(cfg)
+    run.state["effective_batch_size"] = tc.batch_size * ranks.world
     if ckpt is not None:
         _resume(run, ckpt)
     return run
 
 
+def _check_same_config(cfg: Config, ranks: Ranks) -> None:
+    """``ValueError`` on every rank when the ranks were started with different configs (naming the keys)."""
+    if not ranks.distributed:
+        return
+    configs = [_flat(c) for c in ranks.gather(cfg.to_dict())]
+    for rank, other in enumerate(configs[1:], start=1):
+        differ = sorted(k for k in set(configs[0]) | set(other) if configs[0].get(k) != other.get(k))
+        if differ:
+            raise ValueError(f"the training processes were started with different configs: rank {rank} differs from "
+                             f"rank 0 in {', '.join(differ)}")
+
+
+def _elastic_restart(run_dir: Path) -> bool:
+    """Whether torchrun restarted this process after a failure and the run has a checkpoint to resume from."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0 and (run_dir / "checkpoint_last.pt").exists()
+
+
 RUN_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "log.txt", "parity.png", "model.pth")
 # what may differ when a run resumes: how long and where it runs, not what it computes
+# (training.batch_size may change with the number of processes when the batch of a step stays the same)
 RESUMABLE_CHANGES = {"run_dir", "model_path", "training.max_epochs", "training.max_minutes", "training.num_threads",
-                     "training.device", "training.eval_batch_size", "training.early_stopping_patience"}
+                     "training.device", "training.eval_batch_size", "training.early_stopping_patience",
+                     "training.batch_size"}
 
 
 def _open_run_dir(cfg: Config, run_dir: Path, restart: bool, overwrite: bool):
@@ -337,49 +421,90 @@ def _check_same_run(cfg: Config, ckpt: dict, path: Path) -> None:
 
 
 def data_fingerprint(cfg: Config) -> dict:
-    """SHA-256 of each data file of the config (``train``, ``val``, ``test``)."""
+    """SHA-256 of each data file of the config (``train``, ``val``, ``test``); of a preprocessed file, the
+    digest of its contents that it stores (so that a large file is not read through)."""
     import hashlib
 
     out = {}
     for split in ("train", "val", "test"):
         path = getattr(cfg.data, split)
         if path is not None and Path(path).is_file():
-            out[split] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            if is_preprocessed(path):
+                out[split] = PreprocessedDataset(path).content_sha256
+            else:
+                out[split] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return out
 
 
-def _read_data(cfg: Config, r_max: float) -> Dict[str, GraphDataset]:
-    """The splits as graph datasets (neighbour lists built once, for the statistics and the training)."""
+def _read_data(cfg: Config, r_max: float) -> Dict[str, object]:
+    """The splits as graph datasets: preprocessed files read lazily, others read whole with their neighbour
+    lists built once. A split without a file is split off the training file (``data.val_size``, ``test_size``)."""
     dc = cfg.data
-    splits = frames_by_split({"train": dc.train, "val": dc.val, "test": dc.test}, (dc.val_size, dc.test_size),
-                             seed=dc.split_seed, energy_key=dc.energy_key, forces_key=dc.forces_key,
-                             stress_key=dc.stress_key)
-    if not splits["val"]:
+    if not is_preprocessed(dc.train):
+        splits = frames_by_split({"train": dc.train, "val": dc.val, "test": dc.test}, (dc.val_size, dc.test_size),
+                                 seed=dc.split_seed, energy_key=dc.energy_key, forces_key=dc.forces_key,
+                                 stress_key=dc.stress_key)
+        data = {k: GraphDataset(v, r_max) for k, v in splits.items() if v}
+    else:
+        data = {"train": _preprocessed(dc.train, cfg, r_max, "data.train")}
+        need = [name for name in ("val", "test") if not getattr(dc, name)]
+        sizes = {"val": dc.val_size, "test": dc.test_size}
+        if need:
+            parts = split_indices(len(data["train"]), [0] + [sizes[n] for n in need], seed=dc.split_seed)
+            whole, data["train"] = data["train"], data["train"].subset(parts[0])
+            data.update({name: whole.subset(idx) for name, idx in zip(need, parts[1:]) if len(idx)})
+    for name in ("val", "test"):
+        path = getattr(dc, name)
+        if path and is_preprocessed(path):
+            data[name] = _preprocessed(path, cfg, r_max, f"data.{name}")
+        elif path:
+            data[name] = GraphDataset(read_frames(path, energy_key=dc.energy_key, forces_key=dc.forces_key,
+                                                  stress_key=dc.stress_key), r_max)
+    if not data.get("val"):
         raise ValueError("no validation frames: give data.val or a data.val_size > 0")
-    return {k: GraphDataset(v, r_max) for k, v in splits.items() if v}
+    return data
 
 
-def _start_model(cfg: Config, train_data: GraphDataset, ckpt, start, log: Callable):
-    """The model to train and the training-set statistics: from the checkpoint, the fine-tuning start, or new."""
-    species = cfg.data.species
+def _preprocessed(path: str, cfg: Config, r_max: float, what: str) -> PreprocessedDataset:
+    dataset = PreprocessedDataset(path)
+    dataset.check(r_max, cfg.data.species, what)
+    return dataset
+
+
+def _check_species(dataset, species, what: str) -> None:
+    """``ValueError`` naming a frame (or a preprocessed file) that holds a species the model lacks."""
+    if isinstance(dataset, GraphDataset):
+        check_species(dataset.frames, species, what)
+    elif any(s not in species for s in dataset.species):
+        raise ValueError(f"{what}: {dataset.path} holds species {dataset.species}, but the model has {list(species)}")
+
+
+def _statistics(cfg: Config, train_data, ckpt, start) -> dict:
+    """The training-set statistics: the checkpoint's when resuming, else computed (species from the start model)."""
+    if ckpt is not None:
+        return ckpt["stats"]
+    species = cfg.data.species or (start.species if start is not None else None)
+    return dataset_statistics(train_data, species=species)
+
+
+def _start_model(cfg: Config, stats: dict, ckpt, start, log: Callable):
+    """The model to train: from the checkpoint, the fine-tuning start, or new from the statistics."""
     if ckpt is not None:
         stored = ckpt["model"]["config"]
         for key, value in cfg.model.options.items():
             if key in stored and stored[key] != value:
                 raise ValueError(f"cannot restart: model.{key} is {value!r} in the config but {stored[key]!r} "
                                  f"in the run's checkpoint")
-        return model_from_payload(ckpt, cfg.run_dir, ema=False), ckpt["stats"]
+        return model_from_payload(ckpt, cfg.run_dir, ema=False)
     if start is not None:
         shifts = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(start.species, start.scale_shift.shifts.tolist()))
         log(f"fine-tuning {cfg.to_dict()['model']['init_from']}: its weights, scale and per-species shifts "
             f"({shifts} eV) are the start")
-        return start, dataset_statistics(train_data, species=species or start.species)
-    stats = dataset_statistics(train_data, species=species)
+        return start
     options = dict(cfg.model.options)
     options.setdefault("avg_num_neighbors", round(stats["avg_num_neighbors"], 4))
-    model = build_model(cfg.model.architecture, species=stats["species"], dtype=cfg.model.dtype,
-                        seed=cfg.model.seed, scales=stats["force_rms"], shifts=stats["energy_shifts"], **options)
-    return model, stats
+    return build_model(cfg.model.architecture, species=stats["species"], dtype=cfg.model.dtype,
+                       seed=cfg.model.seed, scales=stats["force_rms"], shifts=stats["energy_shifts"], **options)
 
 
 def _optimizer(model, tc) -> torch.optim.Optimizer:
@@ -393,6 +518,12 @@ def _resume(run: TrainingRun, ckpt: dict) -> None:
 
     Metrics rows after it are dropped, and a best checkpoint that a kill left behind the last one is restored.
     """
+    then = ckpt["state"].get("effective_batch_size", ckpt["config"]["training"]["batch_size"])
+    now = run.state["effective_batch_size"]
+    if then != now:
+        raise ValueError(f"cannot restart {run.last_path}: its steps took {then} structures but "
+                         f"training.batch_size {run.cfg.training.batch_size} × {run.ranks.world} process(es) is {now}; "
+                         f"set training.batch_size to {then} / number of processes")
     if run.ema_model is not None and ckpt.get("ema_state_dict") is not None:
         run.ema_model.load_state_dict(ckpt["ema_state_dict"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
@@ -414,19 +545,26 @@ def _kept(run: TrainingRun) -> str:
             "a lower training.lr may help)")
 
 
-def take_step(run: TrainingRun, batch: Batch) -> Dict[str, torch.Tensor]:
-    """One optimisation step on ``batch``: forward with forces (and stress), loss, backward, update, EMA."""
-    tc = run.cfg.training
+def take_step(run: TrainingRun, batch: Batch, counts: Optional[Dict[str, int]] = None,
+              weight: float = 1.0) -> Dict[str, torch.Tensor]:
+    """One optimisation step on ``batch``: forward with forces (and stress), loss, backward, update, EMA.
+
+    Under DDP ``batch`` is this rank's share of the step and ``counts`` (``batch_counts``) those of the whole
+    step; a rank without a share passes a stand-in structure with ``weight`` 0. The returned loss is the step's.
+    """
+    tc, ranks = run.cfg.training, run.ranks
     lr = run.schedule.lr(run.state["step"])
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     want_stress = run.cfg.loss.stress_weight > 0 and bool(batch.has_stress.any())
-    out = compute_properties(run.model, batch.graph, forces=True, stress=want_stress, training=True)
+    out = compute_properties(run.network, batch.graph, forces=True, stress=want_stress, training=True)
     if want_stress:
         out["stress"] = stress_from_virial(out["virial"], batch)
-    parts = loss_terms(out, batch, run.cfg.loss)
-    if not bool(torch.isfinite(parts["total"])):
-        raise RuntimeError(f"training stopped: the loss became {parts['total'].item()} at step {run.state['step'] + 1} "
+    # DDP averages the ranks' gradients: each rank's part of the mean is scaled by the number of ranks
+    parts = loss_terms(out, batch, run.cfg.loss, counts, scale=weight * ranks.world)
+    loss = ranks.total(parts["total"]) / ranks.world
+    if not bool(torch.isfinite(loss)):
+        raise RuntimeError(f"training stopped: the loss became {loss.item()} at step {run.state['step'] + 1} "
                            f"of epoch {run.state['epoch'] + 1} (learning rate {lr:.3g}); {_kept(run)}")
     run.optimizer.zero_grad(set_to_none=True)
     parts["total"].backward()
@@ -436,34 +574,51 @@ def take_step(run: TrainingRun, batch: Batch) -> Dict[str, torch.Tensor]:
     run.state["step"] += 1
     if run.ema_model is not None:
         _update_ema(run.ema_model, run.model, tc.ema_decay, run.state["step"])
-    return {"out": {k: v.detach() for k, v in out.items()}, "loss": parts["total"].detach(), "lr": lr}
+    return {"out": {k: v.detach() for k, v in out.items()}, "loss": loss, "lr": lr}
+
+
+def step_batches(n: int, batch_size: int, generator: torch.Generator, ranks: Ranks = Ranks()):
+    """Each step's structures (dataset positions) in one epoch, and this rank's share of them.
+
+    The order is a permutation drawn from ``generator``; a step takes ``batch_size`` × ranks structures and
+    each rank a contiguous part, so the steps do not depend on how many processes share them.
+    """
+    order = torch.randperm(n, generator=generator).numpy()
+    step = batch_size * ranks.world
+    for start in range(0, n, step):
+        chunk = order[start:start + step]
+        yield chunk, shard(chunk, ranks)
 
 
 def train_one_epoch(run: TrainingRun, show_progress: bool = True) -> dict:
     """One pass over the shuffled training set (batch order seeded by ``training.seed`` and the epoch)."""
     from tqdm.auto import tqdm
 
-    tc = run.cfg.training
+    tc, ranks, dataset = run.cfg.training, run.ranks, run.data["train"]
     epoch = run.state["epoch"] + 1
     t0 = time.time()
     run.model.train()
     generator = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
-    loader = torch.utils.data.DataLoader(run.data["train"], batch_size=tc.batch_size, shuffle=True,
-                                         collate_fn=collate, generator=generator)
+    n_atoms, has_stress = dataset.frame_sizes()
     acc, loss_sum, n_batches, lr = Accumulator(), 0.0, 0, tc.lr
-    bar = tqdm(loader, desc=f"epoch {epoch}/{tc.max_epochs}", disable=not show_progress, leave=False)
-    for batch in bar:
-        batch = batch.to(run.device)
-        step = take_step(run, batch)
-        acc.add(batch, step["out"])
+    bar = tqdm(step_batches(len(dataset), tc.batch_size, generator, ranks), desc=f"epoch {epoch}/{tc.max_epochs}",
+               total=run.schedule.steps_per_epoch, disable=not show_progress, leave=False)
+    for chunk, mine in bar:
+        counts = {"energy": len(chunk), "forces": 3 * int(n_atoms[chunk].sum()),
+                  "stress": 9 * int(has_stress[chunk].sum())}
+        weight = 1.0 if len(mine) else 0.0
+        batch = collate([dataset[int(k)] for k in (mine if len(mine) else chunk[:1])]).to(run.device)
+        step = take_step(run, batch, counts, weight)
+        if weight:
+            acc.add(batch, step["out"])
         loss_sum += float(step["loss"])
         n_batches += 1
         lr = step["lr"]
         bar.set_postfix(loss=f"{loss_sum / n_batches:.4g}", lr=f"{lr:.2e}")
     bar.close()
     seconds = time.time() - t0
-    return {"epoch": epoch, "metrics": error_metrics(acc.arrays()), "loss": loss_sum / max(n_batches, 1), "lr": lr,
-            "structures_per_s": len(run.data["train"]) / seconds}
+    return {"epoch": epoch, "metrics": error_metrics(_gathered(acc.arrays(), ranks)),
+            "loss": loss_sum / max(n_batches, 1), "lr": lr, "structures_per_s": len(dataset) / seconds}
 
 
 def end_epoch(run: TrainingRun, record: dict, val_m: dict, t_epoch: float) -> None:
@@ -484,6 +639,8 @@ def end_epoch(run: TrainingRun, record: dict, val_m: dict, t_epoch: float) -> No
     for prefix, m in (("train", train_m), ("val", val_m)):
         for key in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse", "stress_mae"):
             row[f"{prefix}_{key}"] = m[key]
+    if not run.ranks.main:
+        return
     # the order makes a kill at any instant harmless: the metrics row first (rows after the last checkpoint are
     # dropped on resume), then checkpoint_last (the commit), then checkpoint_best (a copy of a committed epoch,
     # restored from checkpoint_last on resume if the kill came between the two)
