@@ -87,7 +87,17 @@ def join(device_name: str = "auto") -> Ranks:
     if not torch.distributed.is_initialized():
         if cuda:
             torch.cuda.set_device(local)
-        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+        backend = "nccl" if cuda else "gloo"
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # torchrun's store outlives a restart after a failure: each attempt's keys get their own prefix, so
+            # that the processes of a new attempt do not read the addresses of the old one
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            store = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                                               is_master=False)
+            store = torch.distributed.PrefixStore(f"equicalc/attempt_{attempt}", store)
+            torch.distributed.init_process_group(backend, store=store, rank=rank, world_size=world)
+        else:
+            torch.distributed.init_process_group(backend)
     return Ranks(rank=rank, world=world, local_rank=local)
 
 

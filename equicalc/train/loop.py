@@ -300,7 +300,10 @@ def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False
         device = torch.device("cuda", ranks.local_rank)
     _check_same_config(cfg, ranks)
     run_dir = Path(cfg.run_dir)
-    restart = restart or _elastic_restart(run_dir)
+    if _restarted_by_torchrun() and not restart:
+        # the processes were started again after a failure: resume what was saved, or start afresh
+        restart = (run_dir / "checkpoint_last.pt").exists()
+        overwrite = not restart
     ckpt = ranks.from_main(lambda: _open_run_dir(cfg, run_dir, restart, overwrite))
     start = _initial_model(cfg) if cfg.model.init_from and not restart else None
     if ranks.main:
@@ -356,9 +359,9 @@ def _check_same_config(cfg: Config, ranks: Ranks) -> None:
                              f"rank 0 in {', '.join(differ)}")
 
 
-def _elastic_restart(run_dir: Path) -> bool:
-    """Whether torchrun restarted this process after a failure and the run has a checkpoint to resume from."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0 and (run_dir / "checkpoint_last.pt").exists()
+def _restarted_by_torchrun() -> bool:
+    """Whether torchrun started this process again after a process of the run failed."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
 
 
 RUN_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "log.txt", "parity.png", "model.pth")
@@ -529,6 +532,8 @@ def _resume(run: TrainingRun, ckpt: dict) -> None:
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.state.update(ckpt["state"])
     run.schedule.load(ckpt["state"]["schedule"])
+    if not run.ranks.main:  # the run's files are rank 0's
+        return
     _truncate_csv(run.run_dir / "metrics.csv", run.state["epoch"])
     if run.state["best_epoch"] == run.state["epoch"]:
         best_epoch = load_checkpoint(run.best_path)["state"]["epoch"] if run.best_path.exists() else None
