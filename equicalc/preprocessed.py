@@ -304,14 +304,14 @@ class PreprocessedDataset(torch.utils.data.Dataset):
                 "edges": int(t["n_edges"][self.indices].sum()), "species": self.species, "r_max": self.r_max,
                 "bytes": self.path.stat().st_size}
 
-    def check(self, r_max: float, species: Optional[Sequence[str]], what: str) -> None:
-        """``ValueError`` when this file was built for another cutoff or species set than the run's."""
+    def check(self, r_max: float, species: Optional[Sequence[str]], what: str, against: str = "the model") -> None:
+        """``ValueError`` when this file was built for another cutoff or species set than ``against``'s."""
         if abs(self.r_max - float(r_max)) > 1e-9:
-            raise ValueError(f"{what}: {self.path} holds neighbour lists within {self.r_max:g} Å but the model's r_max "
-                             f"is {float(r_max):g} Å; preprocess it again with --r-max {float(r_max):g}")
+            raise ValueError(f"{what}: {self.path} holds neighbour lists within {self.r_max:g} Å, not the "
+                             f"{float(r_max):g} Å of {against}; preprocess it again with --r-max {float(r_max):g}")
         if species is not None and list(species) != self.species:
-            raise ValueError(f"{what}: {self.path} was preprocessed for species {self.species} but the config says "
-                             f"{list(species)}; preprocess it again with --species {' '.join(species)}")
+            raise ValueError(f"{what}: {self.path} was preprocessed for species {self.species}, not the "
+                             f"{list(species)} of {against}; preprocess it again with --species {' '.join(species)}")
 
 
 def merge_preprocessed(paths: Sequence[Union[str, os.PathLike]], output: Union[str, os.PathLike],
@@ -329,7 +329,7 @@ def merge_preprocessed(paths: Sequence[Union[str, os.PathLike]], output: Union[s
     parts = [PreprocessedDataset(p) for p in paths]
     first = parts[0]
     for p in parts[1:]:
-        p.check(first.r_max, first.species, f"merging into {output}")
+        p.check(first.r_max, first.species, f"merging into {output}", against=str(first.path))
     output = check_output(output, "merged file")
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; choose another output or overwrite it")
