@@ -1,6 +1,6 @@
 """A training process for torchrun in the tests, with a fault to inject: ``ddp_worker.py FAULT config.yaml``.
 
-FAULT is ``none``; ``kill`` (rank 1 dies at the start of epoch 2 on the first attempt, once rank 0 has saved
+FAULT is ``kill`` (rank 1 dies at the start of epoch 2 on the first attempt, once rank 0 has saved
 epoch 1); or ``lr`` (rank 1 reads a config with another learning rate).
 """
 import os

@@ -49,7 +49,9 @@ def write_config(folder, name, train_file="train.extxyz", **training):
 def torchrun(config, fault="none", nproc=2, restarts=0):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "--max-restarts", str(restarts), "--monitor-interval", "0.1", str(WORKER), fault, str(config)]
+           "--max-restarts", str(restarts), "--monitor-interval", "0.1"]
+    # without a fault, the command users run: torchrun -m equicalc train config.yaml
+    cmd += ["-m", "equicalc", "train", str(config), "--quiet"] if fault == "none" else [str(WORKER), fault, str(config)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:

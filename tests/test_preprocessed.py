@@ -126,3 +126,16 @@ def test_a_list_of_atoms_and_frames_without_stress(tmp_path):
     data = PreprocessedDataset(tmp_path / "mixed.h5")
     assert [bool(data[k]["has_stress"]) for k in range(3)] == [True, False, True]
     np.testing.assert_allclose(data[2]["forces"].numpy(), frames[2].get_forces())
+
+
+def test_any_split_may_be_preprocessed(files, tmp_path):
+    preprocess(files / "val.extxyz", tmp_path / "val.h5", r_max=4.0, show_progress=False)
+    reference = training_config(files, tmp_path / "reference", max_epochs=1)
+    train(reference, show_progress=False, echo=False)
+    for name, train_file in (("extxyz_train", str(files / "train.extxyz")), ("h5_train", str(files / "train.h5"))):
+        cfg = training_config(files, tmp_path / name, max_epochs=1)
+        cfg.data.train, cfg.data.val = train_file, str(tmp_path / "val.h5")
+        train(cfg, show_progress=False, echo=False)
+        a = load_checkpoint(tmp_path / "reference" / "checkpoint_last.pt")
+        b = load_checkpoint(tmp_path / name / "checkpoint_last.pt")
+        assert b["metrics"]["val"]["loss"] == pytest.approx(a["metrics"]["val"]["loss"], rel=1e-12)

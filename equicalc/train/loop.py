@@ -36,7 +36,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
 from .distributed import Ranks, join, leave, shard
 
-__all__ = ["train", "setup", "train_one_epoch", "take_step", "step_batches", "validate", "end_epoch", "loss_terms",
+__all__ = ["train", "setup", "train_one_epoch", "take_step", "step_batches", "step_on", "validate", "end_epoch", "loss_terms",
            "batch_counts", "TrainingRun"]
 
 _CSV_FIELDS = [
@@ -443,26 +443,28 @@ def _read_data(cfg: Config, r_max: float) -> Dict[str, object]:
     """The splits as graph datasets: preprocessed files read lazily, others read whole with their neighbour
     lists built once. A split without a file is split off the training file (``data.val_size``, ``test_size``)."""
     dc = cfg.data
-    if not is_preprocessed(dc.train):
-        splits = frames_by_split({"train": dc.train, "val": dc.val, "test": dc.test}, (dc.val_size, dc.test_size),
-                                 seed=dc.split_seed, energy_key=dc.energy_key, forces_key=dc.forces_key,
-                                 stress_key=dc.stress_key)
-        data = {k: GraphDataset(v, r_max) for k, v in splits.items() if v}
-    else:
+    files = {"train": dc.train, "val": dc.val, "test": dc.test}
+    disk = {name: path for name, path in files.items() if path and is_preprocessed(path)}
+    sizes = {"val": dc.val_size, "test": dc.test_size}
+    keys = dict(energy_key=dc.energy_key, forces_key=dc.forces_key, stress_key=dc.stress_key)
+    if "train" in disk:
         data = {"train": _preprocessed(dc.train, cfg, r_max, "data.train")}
-        need = [name for name in ("val", "test") if not getattr(dc, name)]
-        sizes = {"val": dc.val_size, "test": dc.test_size}
+        need = [name for name in ("val", "test") if not files[name]]
         if need:
             parts = split_indices(len(data["train"]), [0] + [sizes[n] for n in need], seed=dc.split_seed)
             whole, data["train"] = data["train"], data["train"].subset(parts[0])
             data.update({name: whole.subset(idx) for name, idx in zip(need, parts[1:]) if len(idx)})
+        for name in ("val", "test"):
+            if files[name] and name not in disk:
+                data[name] = GraphDataset(read_frames(files[name], **keys), r_max)
+    else:  # preprocessed validation or test files are neither read here nor split off
+        splits = frames_by_split({n: None if n in disk else p for n, p in files.items()},
+                                 tuple(0 if n in disk else sizes[n] for n in ("val", "test")), seed=dc.split_seed,
+                                 **keys)
+        data = {k: GraphDataset(v, r_max) for k, v in splits.items() if v}
     for name in ("val", "test"):
-        path = getattr(dc, name)
-        if path and is_preprocessed(path):
-            data[name] = _preprocessed(path, cfg, r_max, f"data.{name}")
-        elif path:
-            data[name] = GraphDataset(read_frames(path, energy_key=dc.energy_key, forces_key=dc.forces_key,
-                                                  stress_key=dc.stress_key), r_max)
+        if name in disk:
+            data[name] = _preprocessed(disk[name], cfg, r_max, f"data.{name}")
     if not data.get("val"):
         raise ValueError("no validation frames: give data.val or a data.val_size > 0")
     return data
@@ -595,6 +597,16 @@ def step_batches(n: int, batch_size: int, generator: torch.Generator, ranks: Ran
         yield chunk, shard(chunk, ranks)
 
 
+def step_on(run: TrainingRun, chunk: np.ndarray, mine: np.ndarray, sizes) -> tuple:
+    """``take_step`` on the training structures ``chunk`` (positions in the training set) of which this rank
+    evaluates ``mine`` (``step_batches``); ``sizes`` is the set's ``frame_sizes()``. Returns (batch, step)."""
+    n_atoms, has_stress = sizes
+    counts = {"energy": len(chunk), "forces": 3 * int(n_atoms[chunk].sum()), "stress": 9 * int(has_stress[chunk].sum())}
+    dataset = run.data["train"]
+    batch = collate([dataset[int(k)] for k in (mine if len(mine) else chunk[:1])]).to(run.device)
+    return batch, take_step(run, batch, counts, weight=1.0 if len(mine) else 0.0)
+
+
 def train_one_epoch(run: TrainingRun, show_progress: bool = True) -> dict:
     """One pass over the shuffled training set (batch order seeded by ``training.seed`` and the epoch)."""
     from tqdm.auto import tqdm
@@ -604,17 +616,13 @@ def train_one_epoch(run: TrainingRun, show_progress: bool = True) -> dict:
     t0 = time.time()
     run.model.train()
     generator = torch.Generator().manual_seed(tc.seed * 100_003 + epoch)
-    n_atoms, has_stress = dataset.frame_sizes()
+    sizes = dataset.frame_sizes()
     acc, loss_sum, n_batches, lr = Accumulator(), 0.0, 0, tc.lr
     bar = tqdm(step_batches(len(dataset), tc.batch_size, generator, ranks), desc=f"epoch {epoch}/{tc.max_epochs}",
                total=run.schedule.steps_per_epoch, disable=not show_progress, leave=False)
     for chunk, mine in bar:
-        counts = {"energy": len(chunk), "forces": 3 * int(n_atoms[chunk].sum()),
-                  "stress": 9 * int(has_stress[chunk].sum())}
-        weight = 1.0 if len(mine) else 0.0
-        batch = collate([dataset[int(k)] for k in (mine if len(mine) else chunk[:1])]).to(run.device)
-        step = take_step(run, batch, counts, weight)
-        if weight:
+        batch, step = step_on(run, chunk, mine, sizes)
+        if len(mine):
             acc.add(batch, step["out"])
         loss_sum += float(step["loss"])
         n_batches += 1
