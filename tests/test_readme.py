@@ -35,6 +35,8 @@ def test_equicalc_commands_parse():
                 part = part.split("#")[0].strip()
                 if part.startswith("equicalc "):
                     commands.append(shlex.split(part)[1:])
+                elif " -m equicalc " in part:  # under torchrun
+                    commands.append(shlex.split(part.split(" -m equicalc ")[1]))
     commands += [shlex.split(c.strip("`"))[1:] for c in re.findall(r"`equicalc [a-z]+[^`]*`", TEXT)]
     assert {c[0] for c in commands} >= {"quench", "md", "rdf", "phonons", "train", "eval", "deploy"}
     parser = build_parser()
