@@ -53,7 +53,7 @@ def worker(h5: str, batch: int, steps: int, device: str, run_dir: str) -> None:
     if ranks.main:
         print(json.dumps({"processes": ranks.world, "threads": torch.get_num_threads(),
                           "structures_per_s": round(done / (time.perf_counter() - t0), 2)}))
-    leave()
+    leave(ranks)
 
 
 def run_case(n: int, args, h5: Path) -> dict:

@@ -1,10 +1,10 @@
 """LAMMPS with pair_style equicalc on the structures of a JSON job, under mpiexec: ``lammps_worker.py job.json``.
 
 The job names the plugin, and a list of cases: LAMMPS data file, model package, elements, boundary, and
-``steps`` (0: one evaluation; more: NVE velocity Verlet from the data file's velocities with ``timestep`` ps,
-the total energy after each step).
+``steps`` (0: one evaluation; more: MD from the data file's velocities with ``timestep`` ps under ``fix``,
+``nve`` by default, recording total energy, temperature, volume and pressure every ``every`` steps).
 Rank 0 writes per case: the potential energy (eV), per-atom energies, forces (eV/Å) and virial (eV), all by
-atom id, and for MD the total energy of every step.
+atom id, and for MD the recorded series.
 """
 import ctypes
 import json
@@ -30,16 +30,19 @@ for case in job["cases"]:
         pair_coeff * * {case['model']} {' '.join(case['elements'])}
         compute pe_atom all pe/atom
         compute virial all pressure NULL virial
-        thermo_style custom step pe etotal
+        thermo_style custom step pe etotal temp vol press
         thermo_modify norm no
         timestep {case.get('timestep', 0.002)}
     """)
-    energies = []
+    series = {"total_energy": [], "temperature": [], "volume": [], "pressure": []}
     if case.get("steps", 0):
-        lmp.command("fix nve all nve")
-        for _ in range(case["steps"]):
-            lmp.command("run 1 pre no post no")
-            energies.append(lmp.get_thermo("etotal"))
+        lmp.command(f"fix md all {case.get('fix', 'nve')}")
+        every = case.get("every", 1)
+        for _ in range(case["steps"] // every):
+            lmp.command(f"run {every} pre no post no")
+            for key, name in (("total_energy", "etotal"), ("temperature", "temp"), ("volume", "vol"),
+                              ("pressure", "press")):
+                series[key].append(lmp.get_thermo(name))
     else:
         lmp.command("run 0")
     n = lmp.get_natoms()
@@ -52,7 +55,7 @@ for case in job["cases"]:
     volume = lmp.get_thermo("vol")
     nktv2p = lmp.extract_global("nktv2p")
     results.append({"energy": lmp.get_thermo("pe"), "energies": per_atom.tolist(), "forces": forces.tolist(),
-                    "virial": (pressure * volume / nktv2p).tolist(), "total_energy": energies,
+                    "virial": (pressure * volume / nktv2p).tolist(), **series,
                     "ranks": lmp.extract_setting("world_size")})
     rank = lmp.extract_setting("world_rank")
     lmp.close()

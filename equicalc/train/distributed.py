@@ -27,6 +27,7 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    joined: bool = False  # whether ``join`` started the process group (and ``leave`` should end it)
 
     @property
     def distributed(self) -> bool:
@@ -84,7 +85,8 @@ def join(device_name: str = "auto") -> Ranks:
         return Ranks()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-    if not torch.distributed.is_initialized():
+    joined = not torch.distributed.is_initialized()
+    if joined:
         if cuda:
             torch.cuda.set_device(local)
         backend = "nccl" if cuda else "gloo"
@@ -98,12 +100,12 @@ def join(device_name: str = "auto") -> Ranks:
             torch.distributed.init_process_group(backend, store=store, rank=rank, world_size=world)
         else:
             torch.distributed.init_process_group(backend)
-    return Ranks(rank=rank, world=world, local_rank=local)
+    return Ranks(rank=rank, world=world, local_rank=local, joined=joined)
 
 
-def leave() -> None:
-    """Leave the process group (if one was joined)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+def leave(ranks: Ranks) -> None:
+    """End the process group that ``join`` started (one started by the caller is left as it is)."""
+    if ranks.joined and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
 

@@ -247,7 +247,7 @@ def train(cfg: Config, restart: bool = False, show_progress: bool = True, stop_a
     try:
         return _train(cfg, restart, show_progress, stop_after_epochs, echo, overwrite, t_start, ranks)
     finally:
-        leave()
+        leave(ranks)
 
 
 def _train(cfg, restart, show_progress, stop_after_epochs, echo, overwrite, t_start, ranks) -> Dict[str, object]:
@@ -564,7 +564,7 @@ def take_step(run: TrainingRun, batch: Batch, counts: Optional[Dict[str, int]] =
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     want_stress = run.cfg.loss.stress_weight > 0 and bool(batch.has_stress.any())
-    out = compute_properties(run.network, batch.graph, forces=True, stress=want_stress, training=True)
+    out = compute_properties(run.network or run.model, batch.graph, forces=True, stress=want_stress, training=True)
     if want_stress:
         out["stress"] = stress_from_virial(out["virial"], batch)
     # DDP averages the ranks' gradients: each rank's part of the mean is scaled by the number of ranks
