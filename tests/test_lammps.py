@@ -120,13 +120,13 @@ def test_nve_follows_ase_velocity_verlet(plugin, packages, tmp_path):
     write(tmp_path / "md.data", atoms, format="lammps-data", specorder=["Cu", "Zr"], masses=True, velocities=True)
     start = read(tmp_path / "md.data", format="lammps-data", style="atomic", Z_of_type={1: 29, 2: 40})
     case = {"data": str(tmp_path / "md.data"), "model": str(packages["cuzr-allegro"]), "elements": ["Cu", "Zr"],
-            "steps": 200, "timestep": 0.001}
+            "steps": 100, "timestep": 0.001}
     lammps_total = np.array(run_lammps(plugin, [case], 2, tmp_path, "nve")[0]["total_energy"])
     start.calc = EquiCalc("cuzr-allegro", dtype="float64")
     ase_total = []
     dyn = VelocityVerlet(start, 1.0 * units.fs)
     dyn.attach(lambda: ase_total.append(start.get_total_energy()), interval=1)
-    dyn.run(200)
+    dyn.run(100)
     ase_total = np.array(ase_total[1:])
     np.testing.assert_allclose(lammps_total[:50], ase_total[:50], rtol=0, atol=1e-6)
     assert np.ptp(lammps_total) < 1.2 * np.ptp(ase_total) + 1e-6
@@ -166,7 +166,7 @@ def test_npt_melt_quench_segment_with_the_shipped_model(plugin, packages, tmp_pa
     atoms = relaxed_alloy(32, 5, "cuzr", 1600)
     write(tmp_path / "npt.data", atoms, format="lammps-data", specorder=["Cu", "Zr"], masses=True, velocities=True)
     case = {"data": str(tmp_path / "npt.data"), "model": str(packages["cuzr"]), "elements": ["Cu", "Zr"],
-            "steps": 30, "every": 5, "timestep": 0.002, "fix": "npt temp 1600 1200 0.03 iso 0 0 0.3"}
+            "steps": 20, "every": 5, "timestep": 0.002, "fix": "npt temp 1600 1200 0.03 iso 0 0 0.3"}
     got = run_lammps(plugin, [case], 2, tmp_path, "npt")[0]
     temperature, volume = np.array(got["temperature"]), np.array(got["volume"]) / len(atoms)
     assert np.all(np.isfinite(got["total_energy"])) and np.all(np.isfinite(got["pressure"]))
