@@ -74,7 +74,7 @@ def reference(data_file, pbc, model):
     """EquiCalc on the structure as LAMMPS holds it (its cell rotated to LAMMPS's triclinic form)."""
     from equicalc import EquiCalc
 
-    atoms = read(data_file, format="lammps-data", style="atomic", Z_of_type={1: 29, 2: 40})
+    atoms = read(data_file, format="lammps-data", atom_style="atomic", Z_of_type={1: 29, 2: 40})
     atoms.pbc = pbc
     atoms.calc = EquiCalc(model, dtype="float64")
     out = {"energy": atoms.get_potential_energy(), "energies": atoms.get_potential_energies(),
@@ -118,7 +118,7 @@ def test_nve_follows_ase_velocity_verlet(plugin, packages, tmp_path):
     atoms = random_alloy(108, "Cu64Zr36", volume_per_atom=16.3, seed=4)
     thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(0))
     write(tmp_path / "md.data", atoms, format="lammps-data", specorder=["Cu", "Zr"], masses=True, velocities=True)
-    start = read(tmp_path / "md.data", format="lammps-data", style="atomic", Z_of_type={1: 29, 2: 40})
+    start = read(tmp_path / "md.data", format="lammps-data", atom_style="atomic", Z_of_type={1: 29, 2: 40})
     case = {"data": str(tmp_path / "md.data"), "model": str(packages["cuzr-allegro"]), "elements": ["Cu", "Zr"],
             "steps": 100, "timestep": 0.001}
     lammps_total = np.array(run_lammps(plugin, [case], 2, tmp_path, "nve")[0]["total_energy"])
