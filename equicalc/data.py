@@ -24,7 +24,8 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from .graph import AtomicGraph, check_atoms, check_distances
 
 __all__ = [
-    "Frame", "read_frames", "check_species", "split_indices", "dataset_statistics", "GraphDataset", "collate", "Batch",
+    "Frame", "read_frames", "check_species", "split_indices", "dataset_statistics", "graph_item", "GraphDataset", "collate",
+    "Batch",
 ]
 
 @dataclass
@@ -173,6 +174,9 @@ def dataset_statistics(frames, r_max: Optional[float] = None, species: Optional[
         raise ValueError("dataset_statistics: no frames")
     if species is None:
         species = frames.species
+    missing = [s for s in frames.species if s not in species]
+    if missing:
+        raise ValueError(f"the data contain species {missing} that are not in the model's species {list(species)}")
     t = frames.summary(species)
     e0, *_ = np.linalg.lstsq(t["counts"], t["energy"], rcond=None)
     n_atoms = t["counts"].sum(1)
@@ -200,26 +204,30 @@ def check_species(frames: Sequence[Frame], species: Sequence[str], what: str = "
                              f"which the model does not know (its species: {', '.join(species)})")
 
 
+def graph_item(frame: Frame, r_max: float, index: int = 0, backend: str = "auto") -> dict:
+    """One labelled frame as a training item: tensors (float64 geometry and labels) with its neighbour list
+    within ``r_max`` Å; ``index`` is its position in its dataset. Atoms closer than 0.1 Å are an error."""
+    g = AtomicGraph.from_atoms(frame.atoms).build_neighbors(r_max, backend=backend)
+    check_distances(g, frame.source)
+    has_stress = frame.stress is not None
+    return {
+        "positions": g.positions, "numbers": g.numbers, "cell": g.cell[0], "pbc": g.pbc[0],
+        "edge_index": g.edge_index, "shifts": g.shifts,
+        "energy": torch.tensor(frame.energy, dtype=torch.float64),
+        "forces": torch.as_tensor(frame.forces, dtype=torch.float64),
+        "stress": torch.as_tensor(frame.stress if has_stress else np.zeros((3, 3)), dtype=torch.float64),
+        "has_stress": torch.tensor(has_stress),
+        "index": index,
+    }
+
+
 class GraphDataset(torch.utils.data.Dataset):
     """Labelled frames as tensors with their neighbour lists (within ``r_max``, Å) built once."""
 
     def __init__(self, frames: Sequence[Frame], r_max: float, backend: str = "auto"):
         self.frames = list(frames)
         self.r_max = float(r_max)
-        self.items = []
-        for f in self.frames:
-            g = AtomicGraph.from_atoms(f.atoms).build_neighbors(self.r_max, backend=backend)
-            check_distances(g, f.source)
-            has_stress = f.stress is not None
-            self.items.append({
-                "positions": g.positions, "numbers": g.numbers, "cell": g.cell[0], "pbc": g.pbc[0],
-                "edge_index": g.edge_index, "shifts": g.shifts,
-                "energy": torch.tensor(f.energy, dtype=torch.float64),
-                "forces": torch.as_tensor(f.forces, dtype=torch.float64),
-                "stress": torch.as_tensor(f.stress if has_stress else np.zeros((3, 3)), dtype=torch.float64),
-                "has_stress": torch.tensor(has_stress),
-                "index": len(self.items),
-            })
+        self.items = [graph_item(f, self.r_max, k, backend) for k, f in enumerate(self.frames)]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -232,13 +240,10 @@ class GraphDataset(torch.utils.data.Dataset):
         return [chemical_symbols[z] for z in sorted({int(z) for f in self.frames for z in f.atoms.numbers})]
 
     def summary(self, species: Sequence[str]) -> dict:
-        """Per-frame arrays for ``dataset_statistics``: counts of ``species`` (an error names any other species
-        present), energies (eV), summed squared force components ((eV/Å)²), atom and edge counts."""
+        """Per-frame arrays for ``dataset_statistics``: counts of ``species`` (which hold all present),
+        energies (eV), summed squared force components ((eV/Å)²), atom and edge counts."""
         from ase.data import atomic_numbers
 
-        missing = [s for s in self.species if s not in species]
-        if missing:
-            raise ValueError(f"the data contain species {missing} that are not in the model's species {list(species)}")
         zs = [atomic_numbers[s] for s in species]
         return {"counts": np.array([[np.count_nonzero(f.atoms.numbers == z) for z in zs] for f in self.frames], float),
                 "energy": np.array([f.energy for f in self.frames]),

@@ -30,9 +30,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .data import frame_from_atoms
+from .data import frame_from_atoms, graph_item
 from .files import atomic_write, check_output
-from .graph import AtomicGraph, check_distances
 
 __all__ = ["preprocess", "PreprocessedDataset", "merge_preprocessed", "is_preprocessed", "FORMAT_NAME"]
 
@@ -123,19 +122,13 @@ class _Writer:
 
 
 def _graph_item(frame, r_max: float) -> dict:
-    """One frame's arrays as the file stores them (neighbour list within ``r_max``)."""
-    g = AtomicGraph.from_atoms(frame.atoms).build_neighbors(r_max)
-    check_distances(g, frame.source)
-    shifts = g.shifts.numpy()
-    if len(shifts) and np.abs(shifts).max() > np.iinfo(np.int16).max:
+    """One frame's arrays as the file stores them: ``equicalc.data.graph_item``'s, as numpy."""
+    item = {k: v.numpy() if torch.is_tensor(v) else v for k, v in graph_item(frame, r_max).items()}
+    if len(item["shifts"]) and np.abs(item["shifts"]).max() > np.iinfo(np.int16).max:
         raise ValueError(f"{frame.source}: cell shifts beyond {np.iinfo(np.int16).max} cells (a cell far smaller "
                          "than the cutoff)")
-    has_stress = frame.stress is not None
-    return {"energy": frame.energy, "cell": np.asarray(frame.atoms.cell.array, dtype=float),
-            "pbc": np.asarray(frame.atoms.pbc, dtype=bool),
-            "stress": frame.stress if has_stress else np.zeros((3, 3)), "has_stress": has_stress,
-            "positions": frame.atoms.positions, "numbers": frame.atoms.numbers, "forces": frame.forces,
-            "index": g.edge_index.numpy().T, "shifts": shifts}
+    item["index"] = item.pop("edge_index").T
+    return item
 
 
 def preprocess(source: Union[str, os.PathLike, Sequence], output: Union[str, os.PathLike], r_max: float,
@@ -282,11 +275,8 @@ class PreprocessedDataset(torch.utils.data.Dataset):
         }
 
     def summary(self, species: Sequence[str]) -> dict:
-        """Per-frame arrays for ``equicalc.data.dataset_statistics``: counts of ``species``, energies (eV),
-        summed squared force components, atom and edge counts."""
-        missing = [s for s in self.species if s not in species]
-        if missing:
-            raise ValueError(f"{self.path} holds species {missing} that are not in the model's {list(species)}")
+        """Per-frame arrays for ``equicalc.data.dataset_statistics``: counts of ``species`` (which hold all
+        present), energies (eV), summed squared force components, atom and edge counts."""
         t, rows = self.frames_table, self.indices
         counts = np.zeros((len(rows), len(species)))
         for j, s in enumerate(self.species):
