@@ -69,18 +69,37 @@ def _example(model, dtype):
             torch.as_tensor(np.stack([i, j]), dtype=torch.int64), local)
 
 
+def _program(model, dtype):
+    """The network and its force derivative as one exported graph with symbolic atom and edge counts."""
+    from torch.export import Dim
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    example = _example(model, dtype)
+    previous = torch.fx.experimental._config.use_duck_shape
+    torch.fx.experimental._config.use_duck_shape = False  # atom and edge counts stay symbols of their own
+    try:
+        traced = make_fx(LammpsForces(model), tracing_mode="symbolic", _allow_non_fake_inputs=True,
+                         _error_on_data_dependent_ops=True)(*[t.clone() for t in example])
+    finally:
+        torch.fx.experimental._config.use_duck_shape = previous
+    atoms, edges = Dim("atoms", min=2), Dim("edges", min=2)
+    return torch.export.export(traced, tuple(t.clone() for t in example),
+                               dynamic_shapes=({0: atoms}, {0: atoms}, {1: edges}, {0: atoms}), strict=False)
+
+
 def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float64", overwrite: bool = False) -> Path:
     """Write ``directory/model.pt2``, the package ``pair_style equicalc`` loads; returns its path.
 
     Args:
-        model: a model file, a shipped model's name, or a loaded model.
+        model: a model file, a shipped model's name, or a loaded model (left as it is: a copy is exported).
         dtype: ``float64`` (exact; the default) or ``float32``.
         overwrite: replace an existing package.
 
     Takes about a minute on two CPU cores (tracing, export and the C++ compilation).
     """
-    from torch.export import Dim
-    from torch.fx.experimental.proxy_tensor import make_fx
+    import copy
+
+    from ase.data import atomic_numbers
 
     from ..device import resolve_dtype
     from ..model_io import load_model
@@ -96,29 +115,15 @@ def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another directory or overwrite it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.to(torch_dtype).eval()
+    model = copy.deepcopy(model).to(torch_dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    wrapper = LammpsForces(model)
-    example = _example(model, torch_dtype)
-    previous = torch.fx.experimental._config.use_duck_shape
-    torch.fx.experimental._config.use_duck_shape = False  # atom and edge counts stay symbols of their own
-    try:
-        traced = make_fx(wrapper, tracing_mode="symbolic", _allow_non_fake_inputs=True,
-                         _error_on_data_dependent_ops=True)(*[t.clone() for t in example])
-    finally:
-        torch.fx.experimental._config.use_duck_shape = previous
-    atoms, edges = Dim("atoms", min=2), Dim("edges", min=2)
-    program = torch.export.export(traced, tuple(t.clone() for t in example),
-                                  dynamic_shapes=({0: atoms}, {0: atoms}, {1: edges}, {0: atoms}), strict=False)
-    from ase.data import atomic_numbers
-
     metadata = {"equicalc_format": "1", "species": " ".join(model.species),
                 "numbers": " ".join(str(atomic_numbers[s]) for s in model.species), "r_max": repr(float(model.r_max)),
                 "ghost_cutoff": repr(ghost_cutoff(model)), "dtype": dtype, "device": "cpu",
                 "architecture": model.architecture}
     tmp = out.with_name(out.name + ".tmp.pt2")
-    torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
+    torch._inductor.aoti_compile_and_package(_program(model, torch_dtype), package_path=str(tmp),
                                              inductor_configs={"aot_inductor.metadata": metadata})
     os.replace(tmp, out)
     return out

@@ -90,7 +90,7 @@ void PairEquiCalc::coeff(int narg, char **arg)
   if (meta["dtype"] != "float64" && meta["dtype"] != "float32")
     error->all(FLERR, "pair_style equicalc: {} has unknown dtype {}", path, meta["dtype"]);
   float64 = meta["dtype"] == "float64";
-  species = split(meta["species"]);
+  std::vector<std::string> species = split(meta["species"]);
   std::vector<std::string> numbers = split(meta["numbers"]);
   r_max = std::stod(meta["r_max"]);
   ghost_cut = std::stod(meta["ghost_cutoff"]);

@@ -6,7 +6,6 @@
 #include "pair.h"
 
 #include <memory>
-#include <string>
 #include <vector>
 
 namespace torch::inductor {
@@ -27,7 +26,6 @@ class PairEquiCalc : public Pair {
 
  private:
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
-  std::vector<std::string> species;   // the model's, in its order
   std::vector<long> type_number;      // atomic number of each LAMMPS type (1-based)
   double r_max = 0.0, ghost_cut = 0.0;
   bool float64 = true;
