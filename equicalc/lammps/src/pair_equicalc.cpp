@@ -4,7 +4,13 @@
    ghost_cutoff = num_layers x r_max for NequIP, r_max for Allegro, beyond its subdomain), sums the
    energies of its own atoms, and puts minus the gradient of that energy on every atom it sees;
    LAMMPS then adds the ghosts' forces to their owners (newton_pair on) and takes the virial as
-   sum over atoms of r x f. */
+   sum over atoms of r x f.
+
+   Only the edges that reach the own atoms' energies are evaluated: an atom's depth is the number
+   of r_max hops from the nearest own atom, the model gets the edges whose centre has depth < hops,
+   ordered by that depth, and (NequIP) for each layer k > 0 the indices 0 ... E_k - 1 of its edges,
+   those whose centre has depth < hops - k. equicalc.lammps.export's
+   layer_edge_sets is the same selection in Python. */
 
 #include "pair_equicalc.h"
 
@@ -19,6 +25,7 @@
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -84,6 +91,9 @@ void PairEquiCalc::coeff(int narg, char **arg)
   }
   if (meta.find("equicalc_format") == meta.end())
     error->all(FLERR, "pair_style equicalc: {} is not a model exported by equicalc deploy --lammps", path);
+  if (meta["equicalc_format"] != "2")
+    error->all(FLERR, "pair_style equicalc: {} was exported by another version of equicalc (format {}); "
+               "export it again with: equicalc deploy MODEL --lammps DIR", path, meta["equicalc_format"]);
   if (meta["device"] != "cpu")
     error->all(FLERR, "pair_style equicalc: {} was exported for device {}; this pair style runs on the CPU", path,
                meta["device"]);
@@ -94,6 +104,8 @@ void PairEquiCalc::coeff(int narg, char **arg)
   std::vector<std::string> numbers = split(meta["numbers"]);
   r_max = std::stod(meta["r_max"]);
   ghost_cut = std::stod(meta["ghost_cutoff"]);
+  hops = std::stoi(meta["hops"]);
+  layer_edges = meta["layer_edges"] == "1";
   type_number.assign(ntypes + 1, 0);
   for (int t = 1; t <= ntypes; t++) {
     std::string symbol = arg[2 + t];
@@ -112,7 +124,8 @@ void PairEquiCalc::init_style()
 {
   if (!model) error->all(FLERR, "pair_style equicalc: no model loaded (pair_coeff * * model.pt2 ...)");
   if (force->newton_pair == 0) error->all(FLERR, "pair_style equicalc needs newton_pair on");
-  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  // ghosts' neighbours give the depths when messages pass more than once
+  neighbor->add_request(this, hops > 1 ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST : NeighConst::REQ_FULL);
   // every atom within num_layers x r_max of the subdomain, for as long as the neighbour list is reused
   double needed = ghost_cut + neighbor->skin;
   if (comm->cutghostuser < needed) comm->cutghostuser = needed;
@@ -133,9 +146,8 @@ void PairEquiCalc::compute(int eflag, int vflag)
   int n_lists = list->inum + list->gnum;
   double cut2 = r_max * r_max;
 
-  // every pair closer than r_max among own and ghost atoms, and two stand-in atoms (2 edges) that
-  // keep the compiled function's sizes at 2 or more on a process that sees few atoms
-  std::vector<int64_t> centre, neighbour;
+  // every pair closer than r_max among own and ghost atoms
+  std::vector<int> centre, neighbour;
   for (int ii = 0; ii < n_lists; ii++) {
     int i = list->ilist[ii];
     int *jlist = list->firstneigh[i];
@@ -148,13 +160,28 @@ void PairEquiCalc::compute(int eflag, int vflag)
       }
     }
   }
+  // hops from the nearest own atom, exact below `hops` after hops - 1 sweeps; two stand-in atoms
+  // (2 edges, depth 0) keep the compiled function's sizes at 2 or more on a process that sees few atoms
   int n = nall + 2;
+  std::vector<int> depth(n, hops);
+  for (int i = 0; i < nlocal; i++) depth[i] = 0;
+  depth[nall] = depth[nall + 1] = 0;
+  for (int sweep = 1; sweep < hops; sweep++)
+    for (size_t e = 0; e < centre.size(); e++)
+      depth[centre[e]] = std::min(depth[centre[e]], depth[neighbour[e]] + 1);
   centre.push_back(nall);
   neighbour.push_back(nall + 1);
   centre.push_back(nall + 1);
   neighbour.push_back(nall);
-  int64_t n_edges = centre.size();
-
+  // the edges of centres nearer than `hops`, nearest first: layer k's are then the first
+  // layer_size[k] of them (those whose centre has depth < hops - k)
+  std::vector<int64_t> kept, layer_size(hops, 0);
+  for (int d = 0; d < hops; d++) {
+    for (size_t e = 0; e < centre.size(); e++)
+      if (depth[centre[e]] == d) kept.push_back(e);
+    layer_size[hops - 1 - d] = kept.size();
+  }
+  int64_t n_edges = kept.size();
   auto real = float64 ? torch::kFloat64 : torch::kFloat32;
   torch::Tensor numbers = torch::empty({n}, torch::kInt64);
   torch::Tensor positions = torch::empty({n, 3}, torch::kFloat64);
@@ -175,13 +202,16 @@ void PairEquiCalc::compute(int eflag, int vflag)
   torch::Tensor edges = torch::empty({2, n_edges}, torch::kInt64);
   auto e_a = edges.accessor<int64_t, 2>();
   for (int64_t k = 0; k < n_edges; k++) {
-    e_a[0][k] = centre[k];
-    e_a[1][k] = neighbour[k];
+    e_a[0][k] = centre[kept[k]];
+    e_a[1][k] = neighbour[kept[k]];
   }
+  std::vector<torch::Tensor> inputs = {numbers, positions.to(real), edges, local.to(real)};
+  for (int layer = 1; layer < (layer_edges ? hops : 0); layer++)  // layer 0 takes all of them
+    inputs.push_back(torch::arange(layer_size[layer], torch::kInt64));
 
   std::vector<torch::Tensor> out;
   try {
-    out = model->run({numbers, positions.to(real), edges, local.to(real)});
+    out = model->run(inputs);
   } catch (std::exception &e) {
     error->one(FLERR, "pair_style equicalc: the model failed: {}", e.what());
   }

@@ -28,6 +28,8 @@ class PairEquiCalc : public Pair {
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
   std::vector<long> type_number;      // atomic number of each LAMMPS type (1-based)
   double r_max = 0.0, ghost_cut = 0.0;
+  int hops = 1;                       // message-passing hops: an atom matters up to hops - 1 hops from a local one
+  bool layer_edges = false;           // the package takes the edges of each layer after the first (NequIP)
   bool float64 = true;
   void allocate();
 };
