@@ -9,8 +9,8 @@ TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
 
 
-def test_there_are_five_tutorials():
-    assert len(NOTEBOOKS) == 5
+def test_there_are_six_tutorials():
+    assert len(NOTEBOOKS) == 6
 
 
 @pytest.mark.slow
