@@ -22,8 +22,8 @@ whose centre has depth < hops - k. The edges come ordered by the depth of
 their centre, so that each layer's are the first ones: NequIP packages take,
 for each layer after the first, the indices of its edges (``layer_edges``,
 0 … E_k - 1, of which the network uses the count); Allegro (hops = 1) needs no
-more than the edges of local centres. Energies of ghost atoms come out incomplete and
-are not used.
+more than the edges of local centres. Energies of ghost atoms come out
+incomplete and are not used.
 
 The network and the force derivative are traced together (``make_fx`` unfolds
 the autograd graph into plain operations), exported with symbolic atom and edge
@@ -115,7 +115,8 @@ def _example(model, dtype):
     edges, layers = layer_edge_sets(torch.as_tensor(np.stack([i, j]), dtype=torch.int64), local,
                                     message_hops(model), model.architecture == "nequip")
     sizes = [len(atoms), edges.shape[1]] + [len(layer) for layer in layers]
-    assert len(set(sizes)) == len(sizes), f"tracing example with repeated sizes {sizes}"
+    if len(set(sizes)) != len(sizes):
+        raise RuntimeError(f"export_lammps: the tracing example has repeated sizes {sizes}")
     return (torch.as_tensor(atoms.numbers, dtype=torch.int64), torch.as_tensor(atoms.positions, dtype=dtype),
             edges, local, *layers)
 
