@@ -127,30 +127,25 @@ run: [train]
 seed: 0
 cutoff_radius: {r_max}
 model_type_names: [Cu, Zr]
-chemical_species: ${{model_type_names}}
 data:
   _target_: nequip.data.datamodule.ASEDataModule
   seed: 0
-  split_dataset:
-    file_path: {frames}
-    train: 12
-    val: 4
+  train_file_path: {train}
+  val_file_path: {val}
   transforms:
     - _target_: nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper
       model_type_names: ${{model_type_names}}
       chemical_species_to_atom_type_map: {{Cu: Cu, Zr: Zr}}
     - _target_: nequip.data.transforms.NeighborListTransform
       r_max: ${{cutoff_radius}}
-  train_dataloader: {{_target_: torch.utils.data.DataLoader, batch_size: 4}}
+  train_dataloader: {{_target_: torch.utils.data.DataLoader, batch_size: 4, shuffle: true}}
   val_dataloader: {{_target_: torch.utils.data.DataLoader, batch_size: 4}}
   stats_manager:
     _target_: nequip.data.CommonDataStatisticsManager
     type_names: ${{model_type_names}}
 trainer:
   _target_: lightning.Trainer
-  max_epochs: 1
-  limit_train_batches: 1
-  limit_val_batches: 1
+  max_epochs: {epochs}{limits}
   logger: false
   enable_progress_bar: false
   callbacks:
@@ -175,20 +170,35 @@ training_module:
     num_bessels: {num_basis}
     radial_mlp_depth: {radial_layers}
     radial_mlp_width: {radial_hidden}
-    avg_num_neighbors: {avg_num_neighbors}
-    per_type_energy_shifts: {{Cu: -3.5, Zr: -6.2}}
-    per_type_energy_scales: 0.3
+    avg_num_neighbors: ${{training_data_stats:num_neighbors_mean}}
+    per_type_energy_shifts: ${{training_data_stats:per_atom_energy_mean}}
+    per_type_energy_scales: ${{training_data_stats:forces_rms}}
 """
+
+
+def nequip_config(train, val, out, dtype: str, epochs: int, one_step: bool = False) -> str:
+    """A ``nequip-train`` config for the benchmark's model size (``one_step``: one training and one validation batch)."""
+    limits = "\n  limit_train_batches: 1\n  limit_val_batches: 1" if one_step else ""
+    return NEQUIP_CONFIG.format(train=train, val=val, out=out, dtype=dtype, epochs=epochs, limits=limits, **ARCH)
+
+
+def peer_env(code: str, threads: int) -> dict:
+    """The environment a code runs in: ``threads`` threads, and MACE's loading work-around."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
+    if code.startswith("mace"):  # e3nn 0.4.4 loads its own constants.pt in a way torch >= 2.6 refuses by default
+        env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    return env
 
 
 def make_nequip_models(python: str, work: Path, dtypes) -> None:
     """nequip-train one step, then nequip-compile, per dtype (skipped when already in ``work``)."""
     from ase.io import read, write
 
-    frames = work / "cuzr_frames.extxyz"
-    if not frames.exists():
-        data = Path(__file__).resolve().parent.parent / "data" / "cuzr" / "val.extxyz.gz"
-        write(frames, read(data, index=":16"))
+    train, val = work / "nequip_train.extxyz", work / "nequip_val.extxyz"
+    if not val.exists():
+        frames = read(Path(__file__).resolve().parent.parent / "data" / "cuzr" / "val.extxyz.gz", index=":16")
+        write(train, frames[:12])
+        write(val, frames[12:])
     bin_dir = Path(python).parent
     for dtype in dtypes:
         compiled = work / f"nequip_{dtype}.nequip.pt2"
@@ -196,7 +206,7 @@ def make_nequip_models(python: str, work: Path, dtypes) -> None:
             continue
         out = work / f"nequip_{dtype}"
         config = work / f"nequip_{dtype}.yaml"
-        config.write_text(NEQUIP_CONFIG.format(frames=frames, out=out, dtype=dtype, **ARCH))
+        config.write_text(nequip_config(train, val, out, dtype, epochs=1, one_step=True))
         for cmd in ([str(bin_dir / "nequip-train"), "-cp", str(work), "-cn", config.stem,
                      f"hydra.run.dir={work / ('hydra_' + dtype)}"],
                     [str(bin_dir / "nequip-compile"), str(out / "last.ckpt"), str(compiled), "--mode", "aotinductor",
@@ -213,9 +223,7 @@ class Worker:
     """One calculator in its own process (its venv's python)."""
 
     def __init__(self, python, code, dtype, work, threads):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
-        if code == "mace":  # e3nn 0.4.4 loads its own constants.pt in a way torch >= 2.6 refuses by default
-            env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+        env = peer_env(code, threads)
         self.log = work / f"worker_{code}_{dtype}.log"  # the worker's warnings and errors
         self.process = subprocess.Popen([python, __file__, "--worker", code, dtype, str(work), str(threads)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log.open("w"),

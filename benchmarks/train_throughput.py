@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from peers import nequip_config, peer_env  # this folder's NequIP config and thread settings
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cuzr"
 N_VAL = 8
@@ -34,60 +35,6 @@ loss: {{energy_weight: 1.0, forces_weight: 1.0, stress_weight: 1.0}}
 training: {{batch_size: 4, eval_batch_size: 4, max_epochs: {epochs}, optimizer: adam, lr: 0.001, seed: 0,
            num_threads: {threads}}}
 """
-
-NEQUIP_CONFIG = """
-run: [train]
-seed: 0
-cutoff_radius: 5.0
-model_type_names: [Cu, Zr]
-data:
-  _target_: nequip.data.datamodule.ASEDataModule
-  seed: 0
-  train_file_path: {work}/train.extxyz
-  val_file_path: {work}/val.extxyz
-  transforms:
-    - _target_: nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper
-      model_type_names: ${{model_type_names}}
-      chemical_species_to_atom_type_map: {{Cu: Cu, Zr: Zr}}
-    - _target_: nequip.data.transforms.NeighborListTransform
-      r_max: ${{cutoff_radius}}
-  train_dataloader: {{_target_: torch.utils.data.DataLoader, batch_size: 4, shuffle: true}}
-  val_dataloader: {{_target_: torch.utils.data.DataLoader, batch_size: 4}}
-  stats_manager:
-    _target_: nequip.data.CommonDataStatisticsManager
-    type_names: ${{model_type_names}}
-trainer:
-  _target_: lightning.Trainer
-  max_epochs: {epochs}
-  logger: false
-  enable_progress_bar: false
-  callbacks:
-    - {{_target_: lightning.pytorch.callbacks.ModelCheckpoint, dirpath: "{out}", save_last: true}}
-training_module:
-  _target_: nequip.train.EMALightningModule
-  loss: {{_target_: nequip.train.EnergyForceStressLoss, per_atom_energy: true,
-          coeffs: {{total_energy: 1.0, forces: 1.0, stress: 1.0}}}}
-  val_metrics: {{_target_: nequip.train.EnergyForceStressMetrics,
-                 coeffs: {{total_energy_mae: 1.0, forces_mae: 1.0, stress_mae: 1.0}}}}
-  optimizer: {{_target_: torch.optim.Adam, lr: 0.001}}
-  model:
-    _target_: nequip.model.NequIPGNNModel
-    seed: 0
-    model_dtype: {dtype}
-    type_names: ${{model_type_names}}
-    r_max: ${{cutoff_radius}}
-    l_max: 1
-    parity: true
-    num_layers: 3
-    num_features: 32
-    num_bessels: 8
-    radial_mlp_depth: 2
-    radial_mlp_width: 64
-    avg_num_neighbors: ${{training_data_stats:num_neighbors_mean}}
-    per_type_energy_shifts: ${{training_data_stats:per_atom_energy_mean}}
-    per_type_energy_scales: ${{training_data_stats:forces_rms}}
-"""
-
 
 def write_frames(work: Path, n_train: int) -> None:
     """train/val extxyz files (ASE's energy/forces/stress) and MACE's copies (REF_ keys)."""
@@ -117,7 +64,7 @@ def command(code: str, python: str, dtype: str, epochs: int, threads: int, work:
         return [python, "-m", "equicalc", "train", str(config), "--run-dir", str(run), "--overwrite", "--quiet"]
     if code == "nequip":
         config = work / f"nequip_{dtype}_{epochs}.yaml"
-        config.write_text(NEQUIP_CONFIG.format(work=work, out=run, dtype=dtype, epochs=epochs))
+        config.write_text(nequip_config(work / "train.extxyz", work / "val.extxyz", run, dtype, epochs))
         return [str(bin_dir / "nequip-train"), "-cp", str(work), "-cn", config.stem, f"hydra.run.dir={run}"]
     return [str(bin_dir / "mace_run_train"), "--name", "bench", "--work_dir", str(run), "--seed", "0",
             "--train_file", str(work / "train_mace.extxyz"), "--valid_file", str(work / "val_mace.extxyz"),
@@ -130,12 +77,9 @@ def command(code: str, python: str, dtype: str, epochs: int, threads: int, work:
 
 
 def wall_time(cmd, threads: int, code: str, log: Path) -> float:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if code == "mace":  # e3nn 0.4.4 loads its own constants.pt in a way torch >= 2.6 refuses by default
-        env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     t0 = time.perf_counter()
     with log.open("w") as out:
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=peer_env(code, threads), cwd=log.parent)
     if done.returncode != 0:
         raise RuntimeError(f"{code} failed; see {log}")
     return time.perf_counter() - t0
