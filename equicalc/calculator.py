@@ -23,6 +23,7 @@ from .model_io import load_model
 from .models import model_path
 from .neighbors import SkinNeighborList
 from .nn import compute_properties, fuse
+from .nn.nequip import freeze_self_connections
 
 __all__ = ["EquiCalc"]
 
@@ -72,6 +73,7 @@ class EquiCalc(Calculator):
         self.model = model.to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        freeze_self_connections(self.model)  # one matmul per layer instead of e3nn's one-hot tensor product
         self.fused_kernels = bool(fused_kernels) and self.device.type == "cpu"
         if self.fused_kernels:
             self.model = fuse(self.model, inplace=True)

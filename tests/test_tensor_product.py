@@ -119,3 +119,31 @@ def test_fuse_is_explicit_and_refused_in_training():
         compute_properties(fused, graph, training=True)
     allegro = small_model(architecture="allegro")
     assert not is_fused(fuse(allegro))  # nothing to fuse: unchanged
+
+
+def test_frozen_self_connections_equal_the_tensor_product_and_keep_the_state_dict():
+    import copy
+
+    from conftest import random_cuzr, small_model
+
+    from equicalc.graph import AtomicGraph
+    from equicalc.nn import compute_properties, is_fused
+    from equicalc.nn.nequip import SpeciesLinear, freeze_self_connections
+
+    model = small_model(num_layers=3, species=["Cu", "Zr", "Al"])
+    tp = model.layers[1].self_connection
+    h = torch.randn(40, tp.irreps_in1.dim, dtype=torch.float64)
+    onehot = torch.nn.functional.one_hot(torch.randint(0, 3, (40,)), 3).to(torch.float64)
+    torch.testing.assert_close(SpeciesLinear(tp, 3)(h, onehot), tp(h, onehot), rtol=0, atol=1e-12)
+
+    frozen = freeze_self_connections(copy.deepcopy(model))
+    assert is_fused(frozen) and not is_fused(model)
+    assert all(isinstance(layer.self_connection, SpeciesLinear) for layer in frozen.layers)
+    before, after = model.state_dict(), frozen.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    graph = AtomicGraph.from_atoms(random_cuzr()).build_neighbors(model.r_max)
+    a, b = compute_properties(model, graph), compute_properties(frozen, graph)
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-11)
+    with pytest.raises(ValueError, match="inference only"):
+        compute_properties(frozen, graph, training=True)

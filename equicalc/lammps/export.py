@@ -169,7 +169,7 @@ def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model_path(model))
     if is_fused(model):
-        raise ValueError("export_lammps: give the model as load_model returns it (not fuse()d)")
+        raise ValueError("export_lammps: give the model as load_model returns it (not an EquiCalc inference model)")
     torch_dtype = resolve_dtype(dtype)
     out = Path(directory) / "model.pt2"
     if out.exists() and not overwrite:

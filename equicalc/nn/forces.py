@@ -16,14 +16,14 @@ from typing import Dict
 import torch
 
 from ..neighbors import edge_pair_index
-from .tensor_product import ChannelwiseTensorProduct
 
 __all__ = ["compute_properties", "is_fused"]
 
 
 def is_fused(model) -> bool:
-    """Whether any convolution of ``model`` runs on the fused CPU kernels (``equicalc.nn.fused_cpu.fuse``)."""
-    return any(isinstance(m, ChannelwiseTensorProduct) and m.fused for m in model.modules())
+    """Whether any part of ``model`` is an inference-only fast path: a convolution on the fused CPU kernels
+    (``equicalc.nn.fuse``) or a frozen self-connection (``equicalc.nn.nequip.freeze_self_connections``)."""
+    return any(getattr(m, "fused", False) for m in model.modules())
 
 
 def compute_properties(
@@ -52,8 +52,8 @@ def compute_properties(
     """
     net = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     if training and is_fused(net):
-        raise ValueError("this model runs on the fused CPU kernels, which are for inference only; "
-                         "train the model as load_model or build_model give it (not fuse()d)")
+        raise ValueError("this model is for inference only (fused CPU kernels or frozen self-connections, as "
+                         "EquiCalc prepares it); train the model as load_model or build_model give it")
     dtype = next(net.parameters()).dtype
     positions, cell = graph.positions, graph.cell
     need_grad = forces or stress

@@ -13,6 +13,7 @@ pass (one extra edgeless node per species) and subtracted.
 """
 from __future__ import annotations
 
+import copy
 from typing import List
 
 import torch
@@ -25,7 +26,7 @@ from .radial import RadialEmbedding
 from .specs import NequIPSpec
 from .tensor_product import ChannelwiseTensorProduct
 
-__all__ = ["NequIP"]
+__all__ = ["NequIP", "SpeciesLinear", "freeze_self_connections"]
 
 
 class ConvLayer(nn.Module):
@@ -61,6 +62,7 @@ class ConvLayer(nn.Module):
         )
         self.linear_2 = o3.Linear(irreps_mid, irreps_conv_out)
         self.self_connection = o3.FullyConnectedTensorProduct(irreps_in, f"{num_species}x0e", irreps_conv_out)
+        self.num_species = num_species
         self.inv_sqrt_neighbors = float(avg_num_neighbors) ** -0.5
         self.irreps_in = irreps_in
         self.irreps_out = self.gate.irreps_out
@@ -74,6 +76,48 @@ class ConvLayer(nn.Module):
         agg = self.tp.convolve(x, edge_sh, weights, edge_index, emb_index) * self.inv_sqrt_neighbors
         out = self.gate(self.linear_2(agg) + sc)
         return h + out if self.resnet else out
+
+
+class SpeciesLinear(nn.Module):
+    """A frozen self-connection as one matrix per species: ``h -> h @ M[species]`` in one matmul.
+
+    The same linear map as the ``FullyConnectedTensorProduct`` of the node features
+    with the species one-hot that it replaces (the matrices are that product
+    evaluated on unit vectors, in float64). e3nn's general tensor product is 4 to 6
+    times slower for this one-hot case. The weights are fixed, so this is for
+    inference only; the tensor product's ``weight`` and ``output_mask`` stay as
+    buffers, so the state dict (and a calculator's fingerprint) do not change.
+    """
+
+    fused = True  # inference only: compute_properties refuses to train through it
+
+    def __init__(self, tp: o3.FullyConnectedTensorProduct, num_species: int):
+        super().__init__()
+        self.register_buffer("weight", tp.weight.detach().clone())
+        self.register_buffer("output_mask", tp.output_mask.clone())
+        exact = copy.deepcopy(tp).to(torch.float64)
+        units = torch.eye(tp.irreps_in1.dim, dtype=torch.float64, device=tp.weight.device)
+        with torch.no_grad():
+            blocks = [exact(units, torch.nn.functional.one_hot(torch.full_like(units[:, 0], s, dtype=torch.long),
+                                                               num_species).to(torch.float64))
+                      for s in range(num_species)]
+        self.register_buffer("matrix", torch.cat(blocks, dim=1).to(tp.weight.dtype), persistent=False)
+        self.num_species, self.dim_out = num_species, tp.irreps_out.dim
+
+    def forward(self, h: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        out = torch.mm(h, self.matrix).view(h.shape[0], self.num_species, self.dim_out)
+        return (out * onehot.unsqueeze(-1)).sum(dim=1)
+
+
+def freeze_self_connections(model):
+    """Give ``model``'s NequIP layers ``SpeciesLinear`` self-connections (in place; inference only).
+
+    Call after the model has its final dtype and device. Other models come back unchanged.
+    """
+    for layer in model.modules():
+        if isinstance(layer, ConvLayer) and not isinstance(layer.self_connection, SpeciesLinear):
+            layer.self_connection = SpeciesLinear(layer.self_connection, layer.num_species)
+    return model
 
 
 class NequIP(EnergyModel):
