@@ -23,7 +23,7 @@ from .model_io import load_model
 from .models import model_path
 from .neighbors import SkinNeighborList
 from .nn import compute_properties, fuse
-from .nn.nequip import freeze_self_connections
+from .nn.nequip import freeze_radial_networks, freeze_self_connections
 
 __all__ = ["EquiCalc"]
 
@@ -76,6 +76,7 @@ class EquiCalc(Calculator):
         freeze_self_connections(self.model)  # one matmul per layer instead of e3nn's one-hot tensor product
         self.fused_kernels = bool(fused_kernels) and self.device.type == "cpu"
         if self.fused_kernels:
+            freeze_radial_networks(self.model)  # radial networks interpolated from a table (numba kernels)
             self.model = fuse(self.model, inplace=True)
         self.dtype = next(self.model.parameters()).dtype
         self.r_max = float(self.model.r_max)

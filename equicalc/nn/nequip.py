@@ -23,10 +23,11 @@ from torch import nn
 
 from .common import EnergyModel
 from .radial import RadialEmbedding
+from .radial_table import RadialTable
 from .specs import NequIPSpec
 from .tensor_product import ChannelwiseTensorProduct
 
-__all__ = ["NequIP", "SpeciesLinear", "freeze_self_connections"]
+__all__ = ["NequIP", "SpeciesLinear", "freeze_self_connections", "freeze_radial_networks"]
 
 
 class ConvLayer(nn.Module):
@@ -68,12 +69,12 @@ class ConvLayer(nn.Module):
         self.irreps_out = self.gate.irreps_out
         self.resnet = bool(resnet) and self.irreps_in == self.irreps_out
 
-    def forward(self, h, onehot, edge_index, edge_sh, edge_emb, emb_index):
-        """``edge_emb``: radial embedding per edge, or per pair with ``emb_index`` mapping edges to pairs."""
+    def forward(self, h, onehot, edge_index, edge_sh, weights, weight_index):
+        """``weights``: this layer's radial weights per edge, or per pair with ``weight_index`` mapping edges to
+        pairs (``self.radial_net`` of the radial embedding, or the model's ``RadialTable``)."""
         sc = self.self_connection(h, onehot)
         x = self.linear_1(h)
-        weights = self.radial_net(edge_emb)
-        agg = self.tp.convolve(x, edge_sh, weights, edge_index, emb_index) * self.inv_sqrt_neighbors
+        agg = self.tp.convolve(x, edge_sh, weights, edge_index, weight_index) * self.inv_sqrt_neighbors
         out = self.gate(self.linear_2(agg) + sc)
         return h + out if self.resnet else out
 
@@ -120,6 +121,17 @@ def freeze_self_connections(model):
     return model
 
 
+def freeze_radial_networks(model, spacing: float = 0.0025):
+    """Give a NequIP ``model`` a ``RadialTable`` of its radial networks (in place; inference only).
+
+    Call after the model has its final dtype and device; ``spacing``: the table's
+    grid, Å. Other models come back unchanged.
+    """
+    if isinstance(model, NequIP) and model.radial_table is None:
+        model.radial_table = RadialTable(model, spacing)
+    return model
+
+
 class NequIP(EnergyModel):
     """NequIP network: atomic numbers and edge vectors -> per-atom energies (eV).
 
@@ -150,6 +162,7 @@ class NequIP(EnergyModel):
         self.layers = nn.ModuleList(layers)
         self.readout_1 = o3.Linear(irreps, o3.Irreps(f"{spec.readout_hidden}x0e"))
         self.readout_2 = o3.Linear(o3.Irreps(f"{spec.readout_hidden}x0e"), o3.Irreps("1x0e"))
+        self.radial_table = None  # a RadialTable (freeze_radial_networks; inference only)
 
     @staticmethod
     def weight_shapes(spec: NequIPSpec) -> dict:
@@ -165,20 +178,24 @@ class NequIP(EnergyModel):
                 shapes[f"layers.{k}.radial_net.layer{j}.weight"] = (dims[j], dims[j + 1])
         return shapes
 
-    def _pair_radial(self, r: torch.Tensor, edge_pair):
-        """Radial embedding once per unordered pair, and the pair of every edge (None: per edge).
+    def _radial_weights(self, r: torch.Tensor, edge_pair):
+        """Every layer's radial weights once per unordered pair, and the pair of every edge (None: per edge).
 
         Edges i->j and j->i have exactly opposite vectors and bitwise equal
         lengths, so the radial networks run on half of the edges; the gradient
         reaches the positions through one edge of each pair, whose length is the
-        same function of the positions as its partner's.
+        same function of the positions as its partner's. With a ``radial_table``
+        (``freeze_radial_networks``) the weights are interpolated instead.
         """
-        if edge_pair is None:
-            return self.radial(r), None
-        n_pairs = int(edge_pair.max()) + 1 if edge_pair.numel() else 0
-        first = torch.full((n_pairs,), r.shape[0], dtype=torch.long, device=r.device)
-        first = first.scatter_reduce_(0, edge_pair, torch.arange(r.shape[0], device=r.device), reduce="amin")
-        return self.radial(torch.index_select(r, 0, first)), edge_pair
+        if edge_pair is not None:
+            n_pairs = int(edge_pair.max()) + 1 if edge_pair.numel() else 0
+            first = torch.full((n_pairs,), r.shape[0], dtype=torch.long, device=r.device)
+            first = first.scatter_reduce_(0, edge_pair, torch.arange(r.shape[0], device=r.device), reduce="amin")
+            r = torch.index_select(r, 0, first)
+        if self.radial_table is not None:
+            return self.radial_table(r), edge_pair
+        emb = self.radial(r)
+        return [layer.radial_net(emb) for layer in self.layers], edge_pair
 
     def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 edge_pair=None, layer_edges=None) -> torch.Tensor:
@@ -199,15 +216,15 @@ class NequIP(EnergyModel):
         onehot = torch.nn.functional.one_hot(all_types, n_species).to(edge_vectors.dtype)
         edge_sh = self.spherical_harmonics(edge_vectors)
         lengths = edge_vectors.norm(dim=1)
-        edge_emb, emb_index = self._pair_radial(lengths, edge_pair)
+        weights, weight_index = self._radial_weights(lengths, edge_pair)
         h = self.embedding(onehot)
         for k, layer in enumerate(self.layers):
             if layer_edges is None or layer_edges[k] is None:
-                h = layer(h, onehot, edge_index, edge_sh, edge_emb, emb_index)
+                h = layer(h, onehot, edge_index, edge_sh, weights[k], weight_index)
             else:
                 used = layer_edges[k]
-                emb = edge_emb if emb_index is None else torch.index_select(edge_emb, 0, emb_index)
-                h = layer(h, onehot, edge_index[:, :used], edge_sh[:used], emb[:used], None)
+                w = weights[k] if weight_index is None else torch.index_select(weights[k], 0, weight_index)
+                h = layer(h, onehot, edge_index[:, :used], edge_sh[:used], w[:used], None)
         e = self.readout_2(torch.nn.functional.silu(self.readout_1(h))).squeeze(-1)
         e = e[:n] - e[n:][types]
         return self.with_repulsion(self.scale_shift(e, types), types, edge_index, lengths)
