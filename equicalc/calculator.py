@@ -23,7 +23,7 @@ from .model_io import load_model
 from .models import model_path
 from .neighbors import SkinNeighborList
 from .nn import compute_properties, fuse
-from .nn.nequip import freeze_radial_networks, freeze_self_connections
+from .nn.nequip import freeze_linears, freeze_radial_networks, freeze_self_connections
 
 __all__ = ["EquiCalc"]
 
@@ -78,6 +78,7 @@ class EquiCalc(Calculator):
         if self.fused_kernels:
             freeze_radial_networks(self.model)  # radial networks interpolated from a table (numba kernels)
             self.model = fuse(self.model, inplace=True)
+        freeze_linears(self.model)  # one matmul per linear, with the fused kernels' layout folded in
         self.dtype = next(self.model.parameters()).dtype
         self.r_max = float(self.model.r_max)
         from ase.data import atomic_numbers

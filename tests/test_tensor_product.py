@@ -147,3 +147,31 @@ def test_frozen_self_connections_equal_the_tensor_product_and_keep_the_state_dic
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-11)
     with pytest.raises(ValueError, match="inference only"):
         compute_properties(frozen, graph, training=True)
+
+
+def test_dense_linears_equal_e3nn_and_absorb_the_fused_layout():
+    import copy
+
+    from conftest import random_cuzr, small_model
+
+    from equicalc.graph import AtomicGraph
+    from equicalc.nn import compute_properties, is_fused
+    from equicalc.nn.nequip import DenseLinear, freeze_linears
+
+    model = small_model(num_layers=3, l_max=2, seed=8)
+    linear = model.layers[2].linear_2
+    x = torch.randn(30, linear.irreps_in.dim, dtype=torch.float64)
+    torch.testing.assert_close(DenseLinear(linear)(x), linear(x), rtol=0, atol=1e-12)
+    graph = AtomicGraph.from_atoms(random_cuzr(seed=8)).build_neighbors(model.r_max)
+    reference = compute_properties(model, graph)
+    for frozen in (freeze_linears(copy.deepcopy(model)), freeze_linears(fuse(model))):
+        assert is_fused(frozen) and all(isinstance(layer.linear_2, DenseLinear) for layer in frozen.layers)
+        before, after = model.state_dict(), frozen.state_dict()
+        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+        out = compute_properties(frozen, graph)
+        for key in ("energy", "forces", "stress"):
+            torch.testing.assert_close(out[key], reference[key], rtol=0, atol=1e-11)
+        with pytest.raises(ValueError, match="inference only"):
+            compute_properties(frozen, graph, training=True)
+    layouts = frozen.layers[1].tp.layouts  # taken by the fused layer: its linears carry the permutations
+    assert layouts is not None and sorted(layouts[0].tolist()) == list(range(len(layouts[0])))

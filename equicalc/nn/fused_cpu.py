@@ -214,11 +214,12 @@ class _FusedConvolution(torch.autograd.Function):
 
 
 def fused_convolve(plan: ConvolutionPlan, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-                   edge_index: torch.Tensor, weight_index=None) -> torch.Tensor:
+                   edge_index: torch.Tensor, weight_index=None, layouts: bool = True) -> torch.Tensor:
     """``ChannelwiseTensorProduct.convolve`` with the fused kernels (CPU tensors only).
 
     ``weight_index`` (E,) picks each edge's row of ``w`` (rows shared by the two
-    edges of a pair); None means one row per edge.
+    edges of a pair); None means one row per edge. ``layouts=False``: ``x`` comes
+    and the result goes in the kernels' (m, u) layout.
     """
     n_nodes = x.shape[0]
     order, row_ptr = _csr(edge_index, n_nodes)
@@ -226,6 +227,8 @@ def fused_convolve(plan: ConvolutionPlan, x: torch.Tensor, y: torch.Tensor, w: t
     wid = torch.arange(y.shape[0]) if weight_index is None else weight_index
     if order is not None:
         nbr, y, wid = nbr[order], y[order], wid[order]
+    if not layouts:
+        return _FusedConvolution.apply(x, y, w, wid.contiguous(), nbr.contiguous(), row_ptr, plan)
     out = _FusedConvolution.apply(plan.to_mu(x), y, w, wid.contiguous(), nbr.contiguous(), row_ptr, plan)
     return plan.from_mu(out)
 
@@ -238,11 +241,27 @@ class FusedChannelwiseTensorProduct(ChannelwiseTensorProduct):
     def __init__(self, tp: ChannelwiseTensorProduct):
         super().__init__(tp.irreps_in, tp.irreps_sh, tp.irreps_target)
         self.plan = ConvolutionPlan(self)
+        self.layouts = None  # (to_mu, from_mu) once a neighbour takes over the layout changes
+
+    def take_layouts(self):
+        """The kernels' layout changes as column permutations ``(to_mu, from_mu)``: ``to_mu(x) = x[:, to_mu]``
+        and ``from_mu(out) = out[:, from_mu]``. From then on ``convolve`` takes and gives the kernels' own
+        layout, and the caller applies the permutations (folded into the neighbouring linear maps)."""
+        if self.layouts is None:
+            to_mu = self.plan.to_mu(torch.arange(self.plan.dim_in, dtype=torch.float64)[None]).long()[0]
+            from_mu = self.plan.from_mu(torch.arange(self.plan.dim_out, dtype=torch.float64)[None]).long()[0]
+            self.layouts = (to_mu, from_mu)
+        return self.layouts
 
     def convolve(self, x, y, weights, edge_index, weight_index=None):
         if x.device.type != "cpu":
-            return super().convolve(x, y, weights, edge_index, weight_index)
-        return fused_convolve(self.plan, x, y, weights, edge_index, weight_index)
+            if self.layouts is None:
+                return super().convolve(x, y, weights, edge_index, weight_index)
+            to_mu, from_mu = (torch.argsort(p).to(x.device) for p in self.layouts)
+            return super().convolve(x[:, to_mu], y, weights, edge_index, weight_index)[:, from_mu]
+        if self.layouts is None:
+            return fused_convolve(self.plan, x, y, weights, edge_index, weight_index)
+        return fused_convolve(self.plan, x, y, weights, edge_index, weight_index, layouts=False)
 
 
 def fuse(model, inplace: bool = False):
