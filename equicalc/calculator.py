@@ -23,7 +23,7 @@ from .model_io import load_model
 from .models import model_path
 from .neighbors import SkinNeighborList
 from .nn import compute_properties, fuse
-from .nn.nequip import freeze_linears, freeze_radial_networks, freeze_self_connections
+from .nn.nequip import freeze_gates, freeze_linears, freeze_radial_networks, freeze_self_connections
 
 __all__ = ["EquiCalc"]
 
@@ -79,6 +79,7 @@ class EquiCalc(Calculator):
             freeze_radial_networks(self.model)  # radial networks interpolated from a table (numba kernels)
             self.model = fuse(self.model, inplace=True)
         freeze_linears(self.model)  # one matmul per linear, with the fused kernels' layout folded in
+        freeze_gates(self.model)  # the gated nonlinearity in a few operations, its input order folded in
         self.dtype = next(self.model.parameters()).dtype
         self.r_max = float(self.model.r_max)
         from ase.data import atomic_numbers

@@ -175,3 +175,29 @@ def test_dense_linears_equal_e3nn_and_absorb_the_fused_layout():
             compute_properties(frozen, graph, training=True)
     layouts = frozen.layers[1].tp.layouts  # taken by the fused layer: its linears carry the permutations
     assert layouts is not None and sorted(layouts[0].tolist()) == list(range(len(layouts[0])))
+
+
+@pytest.mark.parametrize("dtype, atol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_lean_gates_equal_e3nn_gates_with_their_input_order_folded_in(dtype, atol):
+    import copy
+
+    from conftest import random_cuzr, small_model
+
+    from equicalc.graph import AtomicGraph
+    from equicalc.nn import compute_properties, is_fused
+    from equicalc.nn.nequip import LeanGate, freeze_gates
+
+    model = small_model(num_layers=3, l_max=2, seed=9, dtype=dtype)
+    gate = model.layers[2].gate
+    lean = LeanGate(gate)
+    x = torch.randn(25, gate.irreps_in.dim, dtype=getattr(torch, dtype))
+    torch.testing.assert_close(lean(x[:, lean.order]), gate(x), rtol=0, atol=atol)
+    graph = AtomicGraph.from_atoms(random_cuzr(seed=9)).build_neighbors(model.r_max)
+    reference = compute_properties(model, graph)
+    for frozen in (freeze_gates(copy.deepcopy(model)), freeze_gates(fuse(model))):
+        assert is_fused(frozen) and all(isinstance(layer.gate, LeanGate) for layer in frozen.layers)
+        before, after = model.state_dict(), frozen.state_dict()
+        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+        out = compute_properties(frozen, graph)
+        for key in ("energy", "forces", "stress"):
+            torch.testing.assert_close(out[key], reference[key], rtol=0, atol=atol * 10)

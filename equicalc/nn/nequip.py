@@ -27,8 +27,8 @@ from .radial_table import RadialTable
 from .specs import NequIPSpec
 from .tensor_product import ChannelwiseTensorProduct
 
-__all__ = ["NequIP", "DenseLinear", "SpeciesLinear", "freeze_linears", "freeze_self_connections",
-           "freeze_radial_networks"]
+__all__ = ["NequIP", "DenseLinear", "LeanGate", "SpeciesLinear", "freeze_gates", "freeze_linears",
+           "freeze_self_connections", "freeze_radial_networks"]
 
 
 class ConvLayer(nn.Module):
@@ -106,6 +106,11 @@ class SpeciesLinear(nn.Module):
         self.register_buffer("matrix", torch.cat(blocks, dim=1).to(tp.weight.dtype), persistent=False)
         self.num_species, self.dim_out = num_species, tp.irreps_out.dim
 
+    def permute(self, outputs: torch.Tensor):
+        """Give the outputs in the order ``y[:, outputs]`` (a gate's input order, folded into the matrices)."""
+        m = self.matrix.view(self.matrix.shape[0], self.num_species, self.dim_out)
+        self.matrix = m[:, :, outputs.to(m.device)].reshape(self.matrix.shape).contiguous()
+
     def forward(self, h: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
         out = torch.mm(h, self.matrix).view(h.shape[0], self.num_species, self.dim_out)
         return (out * onehot.unsqueeze(-1)).sum(dim=1)
@@ -166,6 +171,68 @@ def freeze_linears(model):
             to_mu, from_mu = layer.tp.take_layouts()
             layer.linear_1.permute(outputs=to_mu)
             layer.linear_2.permute(inputs=from_mu)
+    return model
+
+
+class LeanGate(nn.Module):
+    """A frozen e3nn ``Gate`` in a few operations, on inputs ordered [scalars | gates | gated] (inference only).
+
+    The same activations (with e3nn's normalisation constants) and products as
+    the gate it replaces; ``order`` says which of that gate's inputs each new
+    input is, and ``freeze_gates`` folds it into the linear maps that feed the
+    gate, so the slices here are views. Its output is the e3nn gate's.
+    """
+
+    fused = True  # inference only: compute_properties refuses to train through it
+
+    def __init__(self, gate: Gate):
+        super().__init__()
+        index = torch.arange(gate.irreps_in.dim, dtype=torch.float64)[None]
+        scalars, gates, gated = gate.sc(index)
+        self.register_buffer("order", torch.cat([scalars, gates, gated], dim=1)[0].long(), persistent=False)
+        self.act_scalars = gate.act_scalars  # e3nn's Activation: one slice and function per block
+        self.mul = gate.mul  # not called: kept so that the model's state dict does not change
+        acts = {(a.f, a.cst) for a in gate.act_gates.acts}
+        if len(acts) != 1:
+            raise ValueError("LeanGate needs one activation for all gates")
+        (self.gate_act, self.gate_cst), = acts
+        self.n_scalars, self.n_gates = scalars.shape[1], gates.shape[1]
+        self.groups: List[tuple] = []  # (channels, dimension) of consecutive gated blocks of equal dimension
+        for mul, ir in gate.irreps_gated:
+            if self.groups and self.groups[-1][1] == ir.dim:
+                self.groups[-1] = (self.groups[-1][0] + mul, ir.dim)
+            else:
+                self.groups.append((mul, ir.dim))
+        ones = torch.ones(1, gate.irreps_gated.dim, dtype=torch.float64)
+        if not bool((gate.mul(ones, torch.ones(1, self.n_gates, dtype=torch.float64)) == 1).all()):
+            raise ValueError("LeanGate expects e3nn's gate product to be a plain product")
+        self.irreps_in, self.irreps_out = gate.irreps_in, gate.irreps_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, s, g = x.shape[0], self.n_scalars, self.n_gates
+        gates = self.gate_act(x[:, s:s + g]) * self.gate_cst
+        parts = [self.act_scalars(x[:, :s])]
+        x_off, g_off = s + g, 0
+        for mul, dim in self.groups:
+            block = x[:, x_off:x_off + mul * dim].view(n, mul, dim) * gates[:, g_off:g_off + mul].unsqueeze(-1)
+            parts.append(block.view(n, mul * dim))
+            x_off, g_off = x_off + mul * dim, g_off + mul
+        return torch.cat(parts, dim=1)
+
+
+def freeze_gates(model):
+    """Give ``model``'s NequIP layers a ``LeanGate`` (in place; inference only), with its input order folded
+    into the layer's linear_2 and self-connection, which become ``DenseLinear`` and ``SpeciesLinear``.
+
+    Call after ``fuse``, with the model's final dtype and device. Other models come back unchanged.
+    """
+    freeze_self_connections(model)
+    freeze_linears(model)
+    for layer in model.modules():
+        if isinstance(layer, ConvLayer) and not isinstance(layer.gate, LeanGate):
+            layer.gate = LeanGate(layer.gate).to(layer.linear_2.matrix.device)
+            layer.linear_2.permute(outputs=layer.gate.order)
+            layer.self_connection.permute(layer.gate.order)
     return model
 
 
