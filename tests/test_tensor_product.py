@@ -121,13 +121,26 @@ def test_fuse_is_explicit_and_refused_in_training():
     assert not is_fused(fuse(allegro))  # nothing to fuse: unchanged
 
 
+def assert_inference_copy(model, frozen, graph, atol):
+    """``frozen`` (an inference-only form of ``model``): same state dict, same results, refused in training."""
+    from equicalc.nn import compute_properties, is_fused
+
+    assert is_fused(frozen) and not is_fused(model)
+    before, after = model.state_dict(), frozen.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    reference, out = compute_properties(model, graph), compute_properties(frozen, graph)
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(out[key], reference[key], rtol=0, atol=atol)
+    with pytest.raises(ValueError, match="inference only"):
+        compute_properties(frozen, graph, training=True)
+
+
 def test_frozen_self_connections_equal_the_tensor_product_and_keep_the_state_dict():
     import copy
 
     from conftest import random_cuzr, small_model
 
     from equicalc.graph import AtomicGraph
-    from equicalc.nn import compute_properties, is_fused
     from equicalc.nn.nequip import SpeciesLinear, freeze_self_connections
 
     model = small_model(num_layers=3, species=["Cu", "Zr", "Al"])
@@ -135,18 +148,9 @@ def test_frozen_self_connections_equal_the_tensor_product_and_keep_the_state_dic
     h = torch.randn(40, tp.irreps_in1.dim, dtype=torch.float64)
     onehot = torch.nn.functional.one_hot(torch.randint(0, 3, (40,)), 3).to(torch.float64)
     torch.testing.assert_close(SpeciesLinear(tp, 3)(h, onehot), tp(h, onehot), rtol=0, atol=1e-12)
-
     frozen = freeze_self_connections(copy.deepcopy(model))
-    assert is_fused(frozen) and not is_fused(model)
     assert all(isinstance(layer.self_connection, SpeciesLinear) for layer in frozen.layers)
-    before, after = model.state_dict(), frozen.state_dict()
-    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-    graph = AtomicGraph.from_atoms(random_cuzr()).build_neighbors(model.r_max)
-    a, b = compute_properties(model, graph), compute_properties(frozen, graph)
-    for key in ("energy", "forces", "stress"):
-        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-11)
-    with pytest.raises(ValueError, match="inference only"):
-        compute_properties(frozen, graph, training=True)
+    assert_inference_copy(model, frozen, AtomicGraph.from_atoms(random_cuzr()).build_neighbors(model.r_max), 1e-11)
 
 
 def test_dense_linears_equal_e3nn_and_absorb_the_fused_layout():
@@ -155,7 +159,6 @@ def test_dense_linears_equal_e3nn_and_absorb_the_fused_layout():
     from conftest import random_cuzr, small_model
 
     from equicalc.graph import AtomicGraph
-    from equicalc.nn import compute_properties, is_fused
     from equicalc.nn.nequip import DenseLinear, freeze_linears
 
     model = small_model(num_layers=3, l_max=2, seed=8)
@@ -163,16 +166,9 @@ def test_dense_linears_equal_e3nn_and_absorb_the_fused_layout():
     x = torch.randn(30, linear.irreps_in.dim, dtype=torch.float64)
     torch.testing.assert_close(DenseLinear(linear)(x), linear(x), rtol=0, atol=1e-12)
     graph = AtomicGraph.from_atoms(random_cuzr(seed=8)).build_neighbors(model.r_max)
-    reference = compute_properties(model, graph)
     for frozen in (freeze_linears(copy.deepcopy(model)), freeze_linears(fuse(model))):
-        assert is_fused(frozen) and all(isinstance(layer.linear_2, DenseLinear) for layer in frozen.layers)
-        before, after = model.state_dict(), frozen.state_dict()
-        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-        out = compute_properties(frozen, graph)
-        for key in ("energy", "forces", "stress"):
-            torch.testing.assert_close(out[key], reference[key], rtol=0, atol=1e-11)
-        with pytest.raises(ValueError, match="inference only"):
-            compute_properties(frozen, graph, training=True)
+        assert all(isinstance(layer.linear_2, DenseLinear) for layer in frozen.layers)
+        assert_inference_copy(model, frozen, graph, 1e-11)
     layouts = frozen.layers[1].tp.layouts  # taken by the fused layer: its linears carry the permutations
     assert layouts is not None and sorted(layouts[0].tolist()) == list(range(len(layouts[0])))
 
@@ -184,7 +180,6 @@ def test_lean_gates_equal_e3nn_gates_with_their_input_order_folded_in(dtype, ato
     from conftest import random_cuzr, small_model
 
     from equicalc.graph import AtomicGraph
-    from equicalc.nn import compute_properties, is_fused
     from equicalc.nn.nequip import LeanGate, freeze_gates
 
     model = small_model(num_layers=3, l_max=2, seed=9, dtype=dtype)
@@ -193,11 +188,6 @@ def test_lean_gates_equal_e3nn_gates_with_their_input_order_folded_in(dtype, ato
     x = torch.randn(25, gate.irreps_in.dim, dtype=getattr(torch, dtype))
     torch.testing.assert_close(lean(x[:, lean.order]), gate(x), rtol=0, atol=atol)
     graph = AtomicGraph.from_atoms(random_cuzr(seed=9)).build_neighbors(model.r_max)
-    reference = compute_properties(model, graph)
     for frozen in (freeze_gates(copy.deepcopy(model)), freeze_gates(fuse(model))):
-        assert is_fused(frozen) and all(isinstance(layer.gate, LeanGate) for layer in frozen.layers)
-        before, after = model.state_dict(), frozen.state_dict()
-        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-        out = compute_properties(frozen, graph)
-        for key in ("energy", "forces", "stress"):
-            torch.testing.assert_close(out[key], reference[key], rtol=0, atol=atol * 10)
+        assert all(isinstance(layer.gate, LeanGate) for layer in frozen.layers)
+        assert_inference_copy(model, frozen, graph, atol * 10)
