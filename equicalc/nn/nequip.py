@@ -188,7 +188,8 @@ class LeanGate(nn.Module):
 
     def __init__(self, gate: Gate):
         super().__init__()
-        index = torch.arange(gate.irreps_in.dim, dtype=torch.float64)[None]
+        device = next((b.device for b in gate.buffers()), torch.device("cpu"))
+        index = torch.arange(gate.irreps_in.dim, dtype=torch.float64, device=device)[None]
         scalars, gates, gated = gate.sc(index)
         self.register_buffer("order", torch.cat([scalars, gates, gated], dim=1)[0].long(), persistent=False)
         self.act_scalars = gate.act_scalars  # e3nn's Activation: one slice and function per block
@@ -204,8 +205,8 @@ class LeanGate(nn.Module):
                 self.groups[-1] = (self.groups[-1][0] + mul, ir.dim)
             else:
                 self.groups.append((mul, ir.dim))
-        ones = torch.ones(1, gate.irreps_gated.dim, dtype=torch.float64)
-        if not bool((gate.mul(ones, torch.ones(1, self.n_gates, dtype=torch.float64)) == 1).all()):
+        ones = torch.ones(1, gate.irreps_gated.dim, dtype=torch.float64, device=device)
+        if not bool((gate.mul(ones, torch.ones(1, self.n_gates, dtype=torch.float64, device=device)) == 1).all()):
             raise ValueError("LeanGate expects e3nn's gate product to be a plain product")
         self.irreps_in, self.irreps_out = gate.irreps_in, gate.irreps_out
 
@@ -231,7 +232,7 @@ def freeze_gates(model):
     freeze_linears(model)
     for layer in model.modules():
         if isinstance(layer, ConvLayer) and not isinstance(layer.gate, LeanGate):
-            layer.gate = LeanGate(layer.gate).to(layer.linear_2.matrix.device)
+            layer.gate = LeanGate(layer.gate)
             layer.linear_2.permute(outputs=layer.gate.order)
             layer.self_connection.permute(layer.gate.order)
     return model
