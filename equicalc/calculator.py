@@ -43,8 +43,13 @@ class EquiCalc(Calculator):
             grouped so that one forward pass sees at most this many edges
             (a single larger structure still runs alone).
         fused_kernels: on CPU, run the convolutions with equicalc's fused numba
-            kernels (``equicalc.nn.fuse``: same contraction, about 2x faster);
-            ``"auto"`` and ``True`` use them when the device is a CPU, ``False`` never.
+            kernels (``equicalc.nn.fuse``: same contraction, about 2x faster) and
+            interpolate NequIP's radial networks from a table in the pair distance
+            (``equicalc.nn.radial_table``, equal to the networks to about 1e-13 of
+            the largest weight beyond 1 Å); ``"auto"`` and ``True`` use them when the
+            device is a CPU, ``False`` never. On every device the calculator's copy
+            of a NequIP model has its self-connections, linears and gates in
+            inference-only forms derived from the weights (``equicalc.nn.nequip``).
 
     Properties: ``energy``, ``free_energy`` (eV), ``energies`` (eV per atom),
     ``forces`` (eV/Å), ``stress`` (eV/Å^3, Voigt; fully periodic cells only).
