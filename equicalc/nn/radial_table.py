@@ -50,15 +50,6 @@ def hermite_basis(t):
             10 * t3 - 15 * t4 + 6 * t5, -4 * t3 + 7 * t4 - 3 * t5, 0.5 * (t3 - 2 * t4 + t5))
 
 
-def _hermite_slopes(t):
-    """d/dt of ``hermite_basis``."""
-    t2 = t * t
-    t3 = t2 * t
-    t4 = t3 * t
-    return (-30 * t2 + 60 * t3 - 30 * t4, 1 - 18 * t2 + 32 * t3 - 15 * t4, 0.5 * (2 * t - 9 * t2 + 12 * t3 - 5 * t4),
-            30 * t2 - 60 * t3 + 30 * t4, -12 * t2 + 28 * t3 - 15 * t4, 0.5 * (3 * t2 - 8 * t3 + 5 * t4))
-
-
 @njit(parallel=True, fastmath=True, cache=True)
 def _interpolate(r, order, table, inv_h, out):
     last = table.shape[0] - 1
