@@ -23,6 +23,7 @@ from .model_io import load_model
 from .models import model_path
 from .neighbors import SkinNeighborList
 from .nn import compute_properties, fuse
+from .nn.tensor_product import ChannelwiseTensorProduct
 from .nn.nequip import freeze_gates, freeze_linears, freeze_radial_networks, freeze_self_connections
 
 __all__ = ["EquiCalc"]
@@ -42,12 +43,13 @@ class EquiCalc(Calculator):
         max_edges_per_batch: memory budget of ``calculate_batch``: structures are
             grouped so that one forward pass sees at most this many edges
             (a single larger structure still runs alone).
-        fused_kernels: on CPU, run the convolutions with equicalc's fused numba
-            kernels (``equicalc.nn.fuse``: same contraction, about 2x faster) and
-            interpolate NequIP's radial networks from a table in the pair distance
-            (``equicalc.nn.radial_table``, equal to the networks to about 1e-13 of
-            the largest weight beyond 1 Å); ``"auto"`` and ``True`` use them when the
-            device is a CPU, ``False`` never. On every device the calculator's copy
+        fused_kernels: on CPU, run the convolutions on equicalc's numba kernels
+            (``equicalc.nn.conv_kernels``: same contraction, about 2x faster than
+            PyTorch operations) and interpolate NequIP's radial networks from a
+            table in the pair distance (``equicalc.nn.radial_table``, equal to the
+            networks to about 1e-13 of the largest weight beyond 1 Å); ``"auto"``
+            and ``True`` use them when the device is a CPU, ``False`` never (the
+            PyTorch path, the reference). On every device the calculator's copy
             of a NequIP model has its self-connections, linears and gates in
             inference-only forms derived from the weights (``equicalc.nn.nequip``).
 
@@ -82,8 +84,12 @@ class EquiCalc(Calculator):
         self.fused_kernels = bool(fused_kernels) and self.device.type == "cpu"
         if self.fused_kernels:
             freeze_radial_networks(self.model)  # radial networks interpolated from a table (numba kernels)
-            self.model = fuse(self.model, inplace=True)
-        freeze_linears(self.model)  # one matmul per linear, with the fused kernels' layout folded in
+            self.model = fuse(self.model, inplace=True)  # the convolutions' layouts move into the linears
+        else:
+            for module in self.model.modules():
+                if isinstance(module, ChannelwiseTensorProduct):
+                    module.kernels = False  # PyTorch operations
+        freeze_linears(self.model)  # one matmul per linear, with the convolutions' layouts folded in
         freeze_gates(self.model)  # the gated nonlinearity in a few operations, its input order folded in
         self.dtype = next(self.model.parameters()).dtype
         self.r_max = float(self.model.r_max)

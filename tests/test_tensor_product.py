@@ -3,7 +3,8 @@ import pytest
 import torch
 from e3nn import o3
 
-from equicalc.nn.fused_cpu import ConvolutionPlan, FusedChannelwiseTensorProduct, fuse, fused_convolve
+from equicalc.nn import conv_kernels
+from equicalc.nn.fused_cpu import FusedChannelwiseTensorProduct, fuse
 from equicalc.nn.tensor_product import ChannelwiseTensorProduct
 
 CASES = [(1, True), (2, True), (3, False)]
@@ -82,24 +83,51 @@ def test_convolve_is_gather_product_sum(l_max, parity):
     edge_index = torch.randint(0, n, (2, e))
     expected = torch.zeros(n, tp.irreps_out.dim, dtype=torch.float64).index_add_(
         0, edge_index[0], tp(nodes[edge_index[1]], y, w))
-    torch.testing.assert_close(tp.convolve(nodes, y, w, edge_index), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(tp.convolve(nodes, y, w, edge_index), expected, rtol=1e-12, atol=1e-12)  # kernels
+    tp.kernels = False
+    torch.testing.assert_close(tp.convolve(nodes, y, w, edge_index), expected, rtol=1e-12, atol=1e-12)  # PyTorch
     fused = FusedChannelwiseTensorProduct(tp)
     torch.testing.assert_close(fused.convolve(nodes, y, w, edge_index), expected, rtol=1e-11, atol=1e-11)
+    to_mu, from_mu = fused.take_layouts()  # from now on in the kernels' layout
+    out = fused.convolve(nodes[:, to_mu], y, w, edge_index)
+    torch.testing.assert_close(out[:, from_mu], expected, rtol=1e-11, atol=1e-11)
 
 
-def test_fused_convolution_gradients_pass_gradcheck():
-    torch.manual_seed(2)
+def _convolution_case(seed=2, n=5, e=14, pairs=8):
+    torch.manual_seed(seed)
     irreps, sh = irreps_for(2, True, channels=2)
     tp = ChannelwiseTensorProduct(irreps, sh, irreps).double()
-    plan = ConvolutionPlan(tp)
-    n, e, pairs = 4, 10, 6
     x = torch.randn(n, irreps.dim, dtype=torch.float64, requires_grad=True)
     y = torch.randn(e, sh.dim, dtype=torch.float64, requires_grad=True)
     w = torch.randn(pairs, tp.weight_numel, dtype=torch.float64, requires_grad=True)
     edge_index = torch.randint(0, n, (2, e))
-    weight_index = torch.randint(0, pairs, (e,))  # rows shared by several edges, as for the two edges of a pair
-    assert torch.autograd.gradcheck(lambda a, b, c: fused_convolve(plan, a, b, c, edge_index, weight_index),
-                                    (x, y, w), eps=1e-6, atol=1e-8)
+    weight_index = torch.cat([torch.arange(pairs), torch.randint(0, pairs, (e - pairs,))])  # rows shared by edges
+    return tp, (x, y, w), edge_index, weight_index
+
+
+def test_convolution_kernels_pass_gradcheck_and_gradgradcheck():
+    tp, inputs, edge_index, weight_index = _convolution_case()
+    f = lambda a, b, c: conv_kernels.convolve(tp.plan, a, b, c, edge_index, weight_index)  # noqa: E731
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradgradcheck(f, inputs, eps=1e-6, atol=1e-8)
+
+
+def test_convolution_kernels_equal_the_pytorch_path_to_third_order():
+    """Forward, a force-like gradient, its loss gradient and one more derivative, on both paths (float64)."""
+    tp, inputs, edge_index, weight_index = _convolution_case(seed=3)
+    probe = torch.randn(inputs[0].shape[0], tp.irreps_out.dim, dtype=torch.float64)
+
+    def derivatives(kernels):
+        tp.kernels = kernels
+        out = tp.convolve(*inputs, edge_index, weight_index)
+        first = torch.autograd.grad((out * probe).sum(), inputs, create_graph=True)
+        loss = sum((g ** 2).sum() for g in first)
+        second = torch.autograd.grad(loss, inputs, create_graph=True)
+        third = torch.autograd.grad(sum(g.sin().sum() for g in second), inputs)
+        return [out, *first, *second, *third]
+
+    for a, b in zip(derivatives(True), derivatives(False)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_fuse_is_explicit_and_refused_in_training():
@@ -191,3 +219,25 @@ def test_lean_gates_equal_e3nn_gates_with_their_input_order_folded_in(dtype, ato
     for frozen in (freeze_gates(copy.deepcopy(model)), freeze_gates(fuse(model))):
         assert all(isinstance(layer.gate, LeanGate) for layer in frozen.layers)
         assert_inference_copy(model, frozen, graph, atol * 10)
+
+
+def test_training_gradients_are_the_same_on_the_kernels_and_on_pytorch_operations():
+    """The loss gradient of a training step (energy, forces and stress in the loss) on both paths, float64."""
+    from conftest import random_cuzr, small_model
+
+    from equicalc.graph import AtomicGraph
+    from equicalc.nn import compute_properties
+
+    model = small_model()
+    graph = AtomicGraph.from_atoms(random_cuzr()).build_neighbors(model.r_max)
+
+    def loss_gradient(kernels):
+        for module in model.modules():
+            if isinstance(module, ChannelwiseTensorProduct):
+                module.kernels = kernels
+        out = compute_properties(model, graph, training=True)
+        loss = out["energy"].sum() + (out["forces"] ** 2).sum() + (out["stress"] ** 2).sum()
+        return [loss, *torch.autograd.grad(loss, list(model.parameters()))]
+
+    for a, b in zip(loss_gradient(True), loss_gradient(False)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

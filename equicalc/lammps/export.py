@@ -165,6 +165,7 @@ def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float
     from ..model_io import load_model
     from ..models import model_path
     from ..nn.forces import is_fused
+    from ..nn.tensor_product import ChannelwiseTensorProduct
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model_path(model))
@@ -178,6 +179,9 @@ def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float
     model = copy.deepcopy(model).to(torch_dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    for module in model.modules():  # traced into the package: PyTorch operations, not the numba kernels
+        if isinstance(module, ChannelwiseTensorProduct):
+            module.kernels = False
     metadata = {"equicalc_format": "2", "hops": str(message_hops(model)),
                 "layer_edges": "1" if model.architecture == "nequip" else "0", "species": " ".join(model.species),
                 "numbers": " ".join(str(atomic_numbers[s]) for s in model.species), "r_max": repr(float(model.r_max)),

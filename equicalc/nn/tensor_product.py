@@ -23,6 +23,9 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from . import conv_kernels
+from .conv_kernels import ConvolutionPlan
+
 __all__ = ["ChannelwiseTensorProduct"]
 
 
@@ -61,9 +64,11 @@ def _classify(cg: torch.Tensor, l1: int, l2: int, l3: int) -> Tuple[str, float]:
 class ChannelwiseTensorProduct(nn.Module):
     """Per-edge weighted "uvu" tensor product ``x (x) Y`` restricted to ``irreps_target``.
 
-    This is the PyTorch path, differentiable to any order (training differentiates
-    forces). ``equicalc.nn.fused_cpu.fuse`` swaps it for the fused CPU kernels of
-    ``FusedChannelwiseTensorProduct`` in an inference model.
+    ``convolve`` runs on CPU on the numba kernels of ``equicalc.nn.conv_kernels``
+    (``kernels = True``, the default) and elsewhere on PyTorch operations: the same
+    contraction, differentiable to any order either way (training differentiates
+    forces). ``equicalc.nn.fused_cpu.fuse`` swaps it for the inference-only kernels
+    of ``FusedChannelwiseTensorProduct``.
 
     Args:
         irreps_in: irreps of the node features ``x``.
@@ -73,9 +78,11 @@ class ChannelwiseTensorProduct(nn.Module):
     Attributes:
         irreps_out: the output blocks, path by path.
         weight_numel: number of per-edge weights (one per channel and path).
+        kernels: convolve CPU tensors on the numba kernels (False: on PyTorch operations, the reference).
     """
 
     fused = False  # the fused subclass says True
+    kernels = True
     def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
@@ -124,6 +131,7 @@ class ChannelwiseTensorProduct(nn.Module):
         self.paths = paths
         self.irreps_out = o3.Irreps(out_irreps)
         self.weight_numel = w_offset
+        self.plan = ConvolutionPlan(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Per-edge product: ``x`` (E, dim_in), ``y`` (E, dim_sh), ``weights`` (E, weight_numel) -> (E, dim_out)."""
@@ -138,10 +146,14 @@ class ChannelwiseTensorProduct(nn.Module):
         ``weights`` has one row per edge, or with ``weight_index`` (E,) one row per
         group of edges sharing it (the two edges of a pair).
 
-        The same contraction as ``forward`` on gathered features followed by a sum
+        On CPU (``kernels``) one pass of the kernels over the edges; otherwise the
+        same contraction as ``forward`` on gathered features followed by a sum
         over edges, done path by path so that no edge-sized tensor of the full
         output width is ever built (and none is sliced in double backward).
         """
+        if self.kernels and x.device.type == "cpu":
+            out = conv_kernels.convolve(self.plan, self.plan.to_mu(x), y, weights, edge_index, weight_index)
+            return self.plan.from_mu(out)
         if weight_index is not None:
             weights = torch.index_select(weights, 0, weight_index)
         centre, neighbour = edge_index[0], edge_index[1]

@@ -1,0 +1,281 @@
+"""A channel-wise convolution on CPU kernels (numba) that autograd can differentiate to any order.
+
+The convolution of ``ChannelwiseTensorProduct`` is the derivative of one
+scalar form, linear in each of four arguments:
+
+    T(x, y, w, g) = sum_e sum_path sum_u w[e, path, u] sum_{m1, m2, m3} C[m1, m2, m3]
+                    x[nbr(e), unit, u, m1] y[e, m2] g[centre(e), path, u, m3]
+
+with node features ``x``, edge harmonics ``y``, per-edge weights ``w`` and a
+node-sized ``g``. The convolution is ``dT/dg`` at ``g``-independent arguments,
+and each of its gradients is another partial derivative: ``dT/dx``, ``dT/dy``
+and ``dT/dw``, each with the upstream gradient in the slot of ``g``. Because
+``T`` is multilinear, the derivative of any partial ``dT/da`` with respect to
+an argument ``b``, contracted with a cotangent ``v``, is ``dT/db`` with ``v``
+in the slot of ``a``. So the kernels of the four slots give the forward pass,
+forces and every higher derivative: ``Partials`` below is one autograd function
+whose backward pass calls itself.
+
+Each kernel writes its own rows (no atomics, no per-thread buffers): the ``g``
+slot runs over centre atoms (edges sorted by centre), the ``x`` slot over
+neighbour atoms (edges listed by neighbour), the ``y`` and ``w`` slots over
+edges, together in one pass. Features are in the kernels' (m, u) layout (``ConvolutionPlan``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+__all__ = ["ConvolutionPlan", "EdgeOrder", "Partials", "convolve"]
+
+SLOTS = ("x", "y", "w", "g")
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _slot_g(xt, y, w, wid, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3, e_c, out):
+    for i in prange(row_ptr.shape[0] - 1):
+        orow = out[i]
+        for e in range(row_ptr[i], row_ptr[i + 1]):
+            xrow, wrow, yrow = xt[nbr[e]], w[wid[e]], y[e]
+            for p in range(p_unit.shape[0]):
+                ch, xo, wo, oo = p_ch[p], u_xoff[p_unit[p]], p_woff[p], p_ooff[p]
+                wv = wrow[wo:wo + ch]
+                for k in range(e_ptr[p], e_ptr[p + 1]):
+                    coef = e_c[k] * yrow[p_yoff[p] + e_m2[k]]
+                    o = orow[oo + e_m3[k] * ch:oo + e_m3[k] * ch + ch]
+                    xv = xrow[xo + e_m1[k] * ch:xo + e_m1[k] * ch + ch]
+                    for u in range(ch):
+                        o[u] += coef * wv[u] * xv[u]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _slot_x(y, w, wid, g, centre, by_nbr, nbr_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3,
+            e_c, out):
+    for j in prange(nbr_ptr.shape[0] - 1):
+        orow = out[j]
+        for q in range(nbr_ptr[j], nbr_ptr[j + 1]):
+            e = by_nbr[q]
+            grow, wrow, yrow = g[centre[e]], w[wid[e]], y[e]
+            for p in range(p_unit.shape[0]):
+                ch, xo, wo, oo = p_ch[p], u_xoff[p_unit[p]], p_woff[p], p_ooff[p]
+                wv = wrow[wo:wo + ch]
+                for k in range(e_ptr[p], e_ptr[p + 1]):
+                    coef = e_c[k] * yrow[p_yoff[p] + e_m2[k]]
+                    o = orow[xo + e_m1[k] * ch:xo + e_m1[k] * ch + ch]
+                    gv = grow[oo + e_m3[k] * ch:oo + e_m3[k] * ch + ch]
+                    for u in range(ch):
+                        o[u] += coef * wv[u] * gv[u]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _slots_yw(xt, y, w, g, centre, nbr, by_row, row_of, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2,
+              e_m3, e_c, out_y, out_w, need_y, need_w):
+    for r in prange(row_of.shape[0] - 1):  # weight rows; each edge is in one row, so the edge rows are not shared
+        wrow = w[r]
+        ow = out_w[r] if need_w else out_w[0]
+        for q in range(row_of[r], row_of[r + 1]):
+            e = by_row[q]
+            xrow, grow, yrow = xt[nbr[e]], g[centre[e]], y[e]
+            oy = out_y[e] if need_y else out_y[0]
+            for p in range(p_unit.shape[0]):
+                ch, xo, wo, oo, yo = p_ch[p], u_xoff[p_unit[p]], p_woff[p], p_ooff[p], p_yoff[p]
+                wv = wrow[wo:wo + ch]
+                o = ow[wo:wo + ch]
+                for k in range(e_ptr[p], e_ptr[p + 1]):
+                    coef = e_c[k] * yrow[yo + e_m2[k]]
+                    xv = xrow[xo + e_m1[k] * ch:xo + e_m1[k] * ch + ch]
+                    gv = grow[oo + e_m3[k] * ch:oo + e_m3[k] * ch + ch]
+                    acc = 0.0
+                    if need_y and need_w:
+                        for u in range(ch):
+                            t = xv[u] * gv[u]
+                            o[u] += coef * t
+                            acc += wv[u] * t
+                    elif need_w:
+                        for u in range(ch):
+                            o[u] += coef * xv[u] * gv[u]
+                    else:
+                        for u in range(ch):
+                            acc += wv[u] * xv[u] * gv[u]
+                    if need_y:
+                        oy[yo + e_m2[k]] += e_c[k] * acc
+
+
+class ConvolutionPlan:
+    """The index tables the kernels need, derived once from a ``ChannelwiseTensorProduct``."""
+
+    def __init__(self, tp):
+        units = []  # (x offset in e3nn layout, channels, d1) of every unit
+        off = 0
+        for size in tp.unit_sizes:
+            units.append(off)
+            off += size
+        p_unit, p_ch, p_yoff, p_woff, p_ooff = [], [], [], [], []
+        e_ptr, e_m1, e_m2, e_m3, e_c = [0], [], [], [], []
+        y_offsets = np.cumsum([0] + [ir.dim for _, ir in tp.irreps_sh])
+        w_off = o_off = 0
+        unit_dims = {}
+        for (unit, j, kind, const, channels, d1, d3, name) in tp.paths:
+            cg = getattr(tp, name).double().cpu().numpy()
+            unit_dims[unit] = (channels, d1)
+            p_unit.append(unit)
+            p_ch.append(channels)
+            p_yoff.append(int(y_offsets[j]))
+            p_woff.append(w_off)
+            p_ooff.append(o_off)
+            for m1, m2, m3 in zip(*np.nonzero(np.abs(cg) > 1e-12)):
+                e_m1.append(m1)
+                e_m2.append(m2)
+                e_m3.append(m3)
+                e_c.append(cg[m1, m2, m3])
+            e_ptr.append(len(e_c))
+            w_off += channels
+            o_off += channels * d3
+        self.unit_offsets = units
+        self.unit_dims = [unit_dims.get(k, (tp.unit_sizes[k], 1)) for k in range(len(tp.unit_sizes))]
+        self.path_out = [(p[4], p[6]) for p in tp.paths]  # (channels, d3) of each path's output block
+        i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+        self.p_unit, self.p_ch, self.p_yoff = i64(p_unit), i64(p_ch), i64(p_yoff)
+        self.p_woff, self.p_ooff = i64(p_woff), i64(p_ooff)
+        self.e_ptr, self.e_m1, self.e_m2, self.e_m3 = i64(e_ptr), i64(e_m1), i64(e_m2), i64(e_m3)
+        self.e_c = np.asarray(e_c, dtype=np.float64)
+        self.dim_in = sum(tp.unit_sizes)
+        self.dim_out = o_off
+        self.dim_y, self.dim_w = int(y_offsets[-1]), w_off
+        # x in (m, u) layout: unit k's block starts at the same offset, with channels contiguous
+        self.u_xoff = i64(units)
+
+    def to_mu(self, x: torch.Tensor) -> torch.Tensor:
+        """Node features from e3nn's (u, m) layout to the kernels' (m, u) layout, unit by unit."""
+        parts = []
+        for off, (ch, d1) in zip(self.unit_offsets, self.unit_dims):
+            parts.append(x[:, off:off + ch * d1].reshape(-1, ch, d1).transpose(1, 2).reshape(-1, ch * d1))
+        return torch.cat(parts, dim=1)
+
+    def from_mu(self, out: torch.Tensor) -> torch.Tensor:
+        """Path outputs from the (m, u) layout back to e3nn's (u, m) layout."""
+        parts, off = [], 0
+        for ch, d3 in self.path_out:
+            parts.append(out[:, off:off + ch * d3].reshape(-1, d3, ch).transpose(1, 2).reshape(-1, ch * d3))
+            off += ch * d3
+        return torch.cat(parts, dim=1)
+
+
+@dataclass
+class EdgeOrder:
+    """How the kernels visit the edges, found once per convolution: sorted by centre (``row_ptr``), with
+    each one's weight row ``wid``; listed by neighbour (``by_nbr``, ``nbr_ptr``); and listed by weight row
+    (``by_row``, ``row_of``)."""
+
+    centre: np.ndarray
+    nbr: np.ndarray
+    wid: np.ndarray
+    row_ptr: np.ndarray
+    by_nbr: np.ndarray
+    nbr_ptr: np.ndarray
+    by_row: np.ndarray
+    row_of: np.ndarray
+
+    @staticmethod
+    def of(centre: torch.Tensor, nbr: torch.Tensor, wid: torch.Tensor, n_nodes: int, n_rows: int) -> "EdgeOrder":
+        """For edges already sorted by ``centre``, with ``n_rows`` weight rows."""
+        def listing(index, n):
+            ptr = torch.zeros(n + 1, dtype=torch.long)
+            ptr[1:] = torch.cumsum(torch.bincount(index, minlength=n), 0)
+            return torch.argsort(index, stable=True).numpy(), ptr.numpy()
+
+        return EdgeOrder(centre.contiguous().numpy(), nbr.contiguous().numpy(), wid.contiguous().numpy(),
+                         listing(centre, n_nodes)[1], *listing(nbr, n_nodes), *listing(wid, n_rows))
+
+
+def _run(wanted, order: EdgeOrder, plan: ConvolutionPlan, x, y, w, g):
+    """``dT/ds`` for each slot ``s`` in ``wanted`` (contiguous CPU tensors; a wanted slot's own may be None)."""
+    ref = next(t for t in (x, y, w, g) if t is not None)
+    dtype = ref.numpy().dtype
+    tables = (plan.p_unit, plan.p_ch, plan.p_yoff, plan.p_woff, plan.p_ooff, plan.u_xoff, plan.e_ptr, plan.e_m1,
+              plan.e_m2, plan.e_m3, plan.e_c.astype(dtype))
+    n_nodes, n_edges, wid = order.row_ptr.shape[0] - 1, order.centre.shape[0], order.wid
+    out = {}
+    if "g" in wanted:
+        out["g"] = np.zeros((n_nodes, plan.dim_out), dtype=dtype)
+        _slot_g(x.numpy(), y.numpy(), w.numpy(), wid, order.nbr, order.row_ptr, *tables, out["g"])
+    if "x" in wanted:
+        out["x"] = np.zeros((n_nodes, plan.dim_in), dtype=dtype)
+        _slot_x(y.numpy(), w.numpy(), wid, g.numpy(), order.centre, order.by_nbr, order.nbr_ptr, *tables, out["x"])
+    need_y, need_w = "y" in wanted, "w" in wanted
+    if need_y or need_w:  # one pass for both, row by row of the weights
+        out["y"] = np.zeros((n_edges if need_y else 1, plan.dim_y), dtype=dtype)
+        out["w"] = np.zeros((order.row_of.shape[0] - 1 if need_w else 1, plan.dim_w), dtype=dtype)
+        _slots_yw(x.numpy(), y.numpy(), w.numpy(), g.numpy(), order.centre, order.nbr, order.by_row, order.row_of,
+                  *tables, out["y"], out["w"], need_y, need_w)
+    return tuple(torch.from_numpy(out[s]) for s in wanted)
+
+
+class Partials(torch.autograd.Function):
+    """``dT/ds`` for each slot ``s`` in ``wanted``, at the four arguments ``x, y, w, g`` (a wanted slot's own
+    argument is not used and may be None); differentiable to any order.
+
+    The backward pass of output ``dT/ds`` with cotangent ``v`` gives every other
+    argument ``b`` the gradient ``dT/db`` with ``v`` in the slot of ``s``: one
+    more call of this function (``T`` is linear in each argument).
+    """
+
+    @staticmethod
+    def forward(ctx, wanted, order, plan, x, y, w, g):
+        args = [None if t is None else t.contiguous() for t in (x, y, w, g)]
+        ctx.wanted, ctx.order, ctx.plan = wanted, order, plan
+        ctx.save_for_backward(*args)
+        ctx.set_materialize_grads(False)
+        return _run(wanted, order, plan, *args)
+
+    @staticmethod
+    def backward(ctx, *cotangents):
+        args = list(ctx.saved_tensors)
+        grads = [None] * 4
+        for s, v in zip(ctx.wanted, cotangents):
+            own = SLOTS.index(s)
+            needed = tuple(b for k, b in enumerate(SLOTS) if k != own and ctx.needs_input_grad[3 + k])
+            if v is None or not needed:
+                continue
+            call = list(args)
+            call[own] = v
+            for b, grad in zip(needed, Partials.apply(needed, ctx.order, ctx.plan, *call)):
+                k = SLOTS.index(b)
+                grads[k] = grad if grads[k] is None else grads[k] + grad
+        return (None, None, None, *grads)
+
+
+_last_order: list = []  # [(edge_index, weight_index, their versions, sizes), sort, EdgeOrder] of the last call
+
+
+def _edge_order(edge_index: torch.Tensor, weight_index, n_nodes: int, n_rows: int):
+    """The permutation sorting the edges by centre (None if sorted) and their ``EdgeOrder``; the layers of
+    one forward pass share their edges, so the last result is kept while the same edge tensors come back."""
+    key = (edge_index, weight_index, edge_index._version, None if weight_index is None else weight_index._version,
+           n_nodes, n_rows)
+    if _last_order and all(a is b if isinstance(a, torch.Tensor) else a == b for a, b in zip(_last_order[0], key)):
+        return _last_order[1], _last_order[2]
+    centre, nbr = edge_index[0], edge_index[1]
+    wid = torch.arange(centre.shape[0]) if weight_index is None else weight_index
+    sort = None
+    if centre.numel() > 1 and bool((centre[1:] < centre[:-1]).any()):
+        sort = torch.argsort(centre, stable=True)
+        centre, nbr, wid = centre[sort], nbr[sort], wid[sort]
+    order = EdgeOrder.of(centre, nbr, wid, n_nodes, n_rows)
+    _last_order[:] = [key, sort, order]
+    return sort, order
+
+
+def convolve(plan: ConvolutionPlan, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, edge_index: torch.Tensor,
+             weight_index=None) -> torch.Tensor:
+    """``sum_j w_ij x_j (x) y_ij`` onto each centre ``i`` (CPU tensors), in the kernels' (m, u) layout.
+
+    ``x`` (N, dim_in), ``y`` (E, dim_y), ``w`` one row per edge, or with
+    ``weight_index`` (E,) one row per group of edges sharing it; -> (N, dim_out).
+    """
+    sort, order = _edge_order(edge_index, weight_index, x.shape[0], w.shape[0])
+    out, = Partials.apply(("g",), order, plan, x, y if sort is None else y[sort], w, None)
+    return out
