@@ -214,6 +214,16 @@ def _run(wanted, order: EdgeOrder, plan: ConvolutionPlan, x, y, w, g):
     return tuple(torch.from_numpy(out[s]) for s in wanted)
 
 
+def _asked_for(t: torch.Tensor) -> bool:
+    """Whether the running backward pass will use a gradient for ``t``: a loss gradient taken with respect to
+    the parameters alone (``backward(inputs=...)``) needs none for the edge harmonics, whose gradient only
+    reaches the positions. True whenever PyTorch cannot tell."""
+    try:
+        return torch._C._will_engine_execute_node(torch.autograd.graph.get_gradient_edge(t).node)
+    except (AttributeError, RuntimeError):
+        return True
+
+
 class Partials(torch.autograd.Function):
     """``dT/ds`` for each slot ``s`` in ``wanted``, at the four arguments ``x, y, w, g`` (a wanted slot's own
     argument is not used and may be None); differentiable to any order.
@@ -235,9 +245,10 @@ class Partials(torch.autograd.Function):
     def backward(ctx, *cotangents):
         args = list(ctx.saved_tensors)
         grads = [None] * 4
+        asked = [ctx.needs_input_grad[3 + k] and _asked_for(t) for k, t in enumerate(args)]
         for s, v in zip(ctx.wanted, cotangents):
             own = SLOTS.index(s)
-            needed = tuple(b for k, b in enumerate(SLOTS) if k != own and ctx.needs_input_grad[3 + k])
+            needed = tuple(b for k, b in enumerate(SLOTS) if k != own and asked[k])
             if v is None or not needed:
                 continue
             call = list(args)

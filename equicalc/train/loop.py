@@ -574,7 +574,8 @@ def take_step(run: TrainingRun, batch: Batch, counts: Optional[Dict[str, int]] =
         raise RuntimeError(f"training stopped: the loss became {loss.item()} at step {run.state['step'] + 1} "
                            f"of epoch {run.state['epoch'] + 1} (learning rate {lr:.3g}); {_kept(run)}")
     run.optimizer.zero_grad(set_to_none=True)
-    parts["total"].backward()
+    # gradients for the weights alone: none flows on into the positions and strain (edge harmonics, geometry)
+    parts["total"].backward(inputs=[p for p in run.model.parameters() if p.requires_grad])
     if tc.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
     run.optimizer.step()
