@@ -1,4 +1,5 @@
-"""The tabulated radial networks (``RadialTable``) against the networks themselves, in float64."""
+"""The radial networks: with folded constants (``radial_mlp``) and tabulated (``RadialTable``), against e3nn's
+networks themselves, in float64."""
 import copy
 
 import numpy as np
@@ -17,6 +18,39 @@ def networks(model, r):
     """Every layer's radial weights from the networks, (P, sum of weight_numel)."""
     emb = model.radial(r)
     return torch.cat([layer.radial_net(emb) for layer in model.layers], dim=1)
+
+
+@pytest.mark.parametrize("out_act", [False, True])
+def test_radial_mlp_with_folded_constants_equals_the_e3nn_network(out_act):
+    from e3nn.nn import FullyConnectedNet
+
+    from equicalc.nn.radial import radial_mlp
+
+    torch.manual_seed(0)
+    net = FullyConnectedNet([8, 16, 16, 12], torch.nn.functional.silu, out_act=out_act).double()
+    x = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
+    a, b = net(x), radial_mlp(net, x)
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-13)
+    ga = torch.autograd.grad(a.pow(2).sum(), [x, *net.parameters()])
+    gb = torch.autograd.grad(b.pow(2).sum(), [x, *net.parameters()])
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
+
+
+def test_silu_of_the_radial_networks_equals_pytorchs_to_the_third_derivative():
+    from equicalc.nn.radial import _SiLU
+
+    x = torch.randn(40, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(_SiLU.apply, (x,))
+
+    def derivatives(f, third=True):
+        first, = torch.autograd.grad(f(x).pow(2).sum(), x, create_graph=True)
+        second, = torch.autograd.grad(first.sin().sum(), x, create_graph=third)  # third=False: the numba kernel
+        return [first, second] + ([torch.autograd.grad(second.pow(2).sum(), x)[0]] if third else [])
+
+    for third in (True, False):
+        for a, b in zip(derivatives(_SiLU.apply, third), derivatives(torch.nn.functional.silu, third)):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_hermite_basis_matches_values_slopes_and_curvatures_at_both_ends():
