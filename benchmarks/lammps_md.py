@@ -6,7 +6,7 @@
 Cu64Zr36 random alloys at the glass density (16.3 Å³/atom) with 600 K velocities;
 velocity-Verlet NVE with energy and forces every step (no stress) in both engines,
 the same model exported for LAMMPS (``equicalc deploy --lammps``) and loaded by
-``EquiCalc`` (fused CPU kernels where the model has them). One thread per MPI
+``EquiCalc`` (numba kernels where the model has them). One thread per MPI
 rank, and as many threads as ranks for ASE, so both use the same cores. Printed:
 ms/step (after two warm-up steps), the ratio to ASE, LAMMPS's strong-scaling
 efficiency t(1 rank) / (n · t(n ranks)), and the atoms each rank evaluates (its

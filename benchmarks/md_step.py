@@ -8,8 +8,8 @@ network (neighbour list, Atoms <-> tensor conversion, ASE's integrator).
 
     python benchmarks/md_step.py [--sizes 108 500 2000] [--steps 10] [--threads 2] [--kernels fused torch]
 
-``--kernels``: ``fused`` (EquiCalc's default on CPU: numba convolution kernels)
-and/or ``torch`` (the PyTorch path, which training and GPUs use).
+``--kernels``: ``fused`` (EquiCalc's default on CPU: numba convolution kernels and the radial table)
+and/or ``torch`` (PyTorch operations, as on GPUs).
 """
 from __future__ import annotations
 

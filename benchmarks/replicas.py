@@ -1,7 +1,7 @@
 """Atom-steps per second of N replicas of ASE MD: in lockstep with batched force calls, against one by one.
 
 Random Cu64Zr36 cells at 16.3 Å^3/atom, Langevin NVT at 1500 K, the shipped ``cuzr``
-model (EquiCalc defaults: float32, fused CPU kernels on CPU). "one by one" runs the
+model (EquiCalc defaults: float32, numba kernels on CPU). "one by one" runs the
 N replicas one after the other with the calculator itself; "batched" runs them in
 lockstep through ``equicalc.ensemble.BatchedCalculators`` (one ``calculate_batch``
 per MD step for all N). The ratio is what batching gains.

@@ -3,7 +3,7 @@
     NequIPSpec, AllegroSpec      every hyperparameter once (type, default, unit, rules)
     NequIP, Allegro              the networks, built from a spec
     compute_properties           energy, forces, stress and virial in one autograd pass
-    fuse                         an inference model on the fused CPU kernels (equicalc.nn.fused_cpu)
+    fuse                         the convolutions' inference form (equicalc.nn.fused_cpu)
 """
 from .allegro import Allegro
 from .forces import compute_properties, is_fused

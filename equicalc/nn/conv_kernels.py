@@ -6,8 +6,8 @@ scalar form, linear in each of four arguments:
     T(x, y, w, g) = sum_e sum_path sum_u w[e, path, u] sum_{m1, m2, m3} C[m1, m2, m3]
                     x[nbr(e), unit, u, m1] y[e, m2] g[centre(e), path, u, m3]
 
-with node features ``x``, edge harmonics ``y``, per-edge weights ``w`` and a
-node-sized ``g``. The convolution is ``dT/dg`` at ``g``-independent arguments,
+with node features ``x``, edge harmonics ``y``, radial weights ``w`` (one row
+per edge, or per pair of edges sharing it) and a node-sized ``g``. The convolution is ``dT/dg`` at ``g``-independent arguments,
 and each of its gradients is another partial derivative: ``dT/dx``, ``dT/dy``
 and ``dT/dw``, each with the upstream gradient in the slot of ``g``. Because
 ``T`` is multilinear, the derivative of any partial ``dT/da`` with respect to
@@ -18,8 +18,11 @@ whose backward pass calls itself.
 
 Each kernel writes its own rows (no atomics, no per-thread buffers): the ``g``
 slot runs over centre atoms (edges sorted by centre), the ``x`` slot over
-neighbour atoms (edges listed by neighbour), the ``y`` and ``w`` slots over
-edges, together in one pass. Features are in the kernels' (m, u) layout (``ConvolutionPlan``).
+neighbour atoms (edges listed by neighbour), the ``y`` and ``w`` slots together
+over the weight rows (the edges listed by row), so a pair's weight gradient is
+summed in place. Features are in the kernels' (m, u) layout (``ConvolutionPlan``).
+A backward pass skips the gradients that the autograd engine will not use (the
+edge harmonics' when a loss gradient is taken for the weights alone).
 """
 from __future__ import annotations
 
@@ -35,44 +38,29 @@ SLOTS = ("x", "y", "w", "g")
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _slot_g(xt, y, w, wid, nbr, row_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3, e_c, out):
-    for i in prange(row_ptr.shape[0] - 1):
+def _node_slot(src, y, w, wid, other, listed, ptr, p_ch, p_woff, e_ptr, e_yoff, e_c, e_src, e_dst, out):
+    """Row ``i`` of ``out``: over the edges listed for node ``i``, the sum of ``c y w src[other]``. The ``g`` slot
+    (the convolution): centres from their neighbours' ``x``; the ``x`` slot: neighbours from their centres' ``g``."""
+    for i in prange(ptr.shape[0] - 1):
         orow = out[i]
-        for e in range(row_ptr[i], row_ptr[i + 1]):
-            xrow, wrow, yrow = xt[nbr[e]], w[wid[e]], y[e]
-            for p in range(p_unit.shape[0]):
-                ch, xo, wo, oo = p_ch[p], u_xoff[p_unit[p]], p_woff[p], p_ooff[p]
-                wv = wrow[wo:wo + ch]
+        for q in range(ptr[i], ptr[i + 1]):
+            e = listed[q]
+            srow, wrow, yrow = src[other[e]], w[wid[e]], y[e]
+            for p in range(p_ch.shape[0]):
+                ch = p_ch[p]
+                wv = wrow[p_woff[p]:p_woff[p] + ch]
                 for k in range(e_ptr[p], e_ptr[p + 1]):
-                    coef = e_c[k] * yrow[p_yoff[p] + e_m2[k]]
-                    o = orow[oo + e_m3[k] * ch:oo + e_m3[k] * ch + ch]
-                    xv = xrow[xo + e_m1[k] * ch:xo + e_m1[k] * ch + ch]
+                    coef = e_c[k] * yrow[e_yoff[k]]
+                    # slices: the loop index is then known to be in range and non-negative (vectorises)
+                    o = orow[e_dst[k]:e_dst[k] + ch]
+                    sv = srow[e_src[k]:e_src[k] + ch]
                     for u in range(ch):
-                        o[u] += coef * wv[u] * xv[u]
+                        o[u] += coef * wv[u] * sv[u]
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _slot_x(y, w, wid, g, centre, by_nbr, nbr_ptr, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2, e_m3,
-            e_c, out):
-    for j in prange(nbr_ptr.shape[0] - 1):
-        orow = out[j]
-        for q in range(nbr_ptr[j], nbr_ptr[j + 1]):
-            e = by_nbr[q]
-            grow, wrow, yrow = g[centre[e]], w[wid[e]], y[e]
-            for p in range(p_unit.shape[0]):
-                ch, xo, wo, oo = p_ch[p], u_xoff[p_unit[p]], p_woff[p], p_ooff[p]
-                wv = wrow[wo:wo + ch]
-                for k in range(e_ptr[p], e_ptr[p + 1]):
-                    coef = e_c[k] * yrow[p_yoff[p] + e_m2[k]]
-                    o = orow[xo + e_m1[k] * ch:xo + e_m1[k] * ch + ch]
-                    gv = grow[oo + e_m3[k] * ch:oo + e_m3[k] * ch + ch]
-                    for u in range(ch):
-                        o[u] += coef * wv[u] * gv[u]
-
-
-@njit(parallel=True, fastmath=True, cache=True)
-def _slots_yw(xt, y, w, g, centre, nbr, by_row, row_of, p_unit, p_ch, p_yoff, p_woff, p_ooff, u_xoff, e_ptr, e_m1, e_m2,
-              e_m3, e_c, out_y, out_w, need_y, need_w):
+def _slots_yw(xt, y, w, g, centre, nbr, by_row, row_of, p_ch, p_woff, e_ptr, e_yoff, e_c, e_xoff, e_ooff, out_y, out_w,
+              need_y, need_w):
     for r in prange(row_of.shape[0] - 1):  # weight rows; each edge is in one row, so the edge rows are not shared
         wrow = w[r]
         ow = out_w[r] if need_w else out_w[0]
@@ -80,14 +68,14 @@ def _slots_yw(xt, y, w, g, centre, nbr, by_row, row_of, p_unit, p_ch, p_yoff, p_
             e = by_row[q]
             xrow, grow, yrow = xt[nbr[e]], g[centre[e]], y[e]
             oy = out_y[e] if need_y else out_y[0]
-            for p in range(p_unit.shape[0]):
-                ch, xo, wo, oo, yo = p_ch[p], u_xoff[p_unit[p]], p_woff[p], p_ooff[p], p_yoff[p]
-                wv = wrow[wo:wo + ch]
-                o = ow[wo:wo + ch]
+            for p in range(p_ch.shape[0]):
+                ch = p_ch[p]
+                wv = wrow[p_woff[p]:p_woff[p] + ch]
+                o = ow[p_woff[p]:p_woff[p] + ch]
                 for k in range(e_ptr[p], e_ptr[p + 1]):
-                    coef = e_c[k] * yrow[yo + e_m2[k]]
-                    xv = xrow[xo + e_m1[k] * ch:xo + e_m1[k] * ch + ch]
-                    gv = grow[oo + e_m3[k] * ch:oo + e_m3[k] * ch + ch]
+                    coef = e_c[k] * yrow[e_yoff[k]]
+                    xv = xrow[e_xoff[k]:e_xoff[k] + ch]
+                    gv = grow[e_ooff[k]:e_ooff[k] + ch]
                     acc = 0.0
                     if need_y and need_w:
                         for u in range(ch):
@@ -101,7 +89,7 @@ def _slots_yw(xt, y, w, g, centre, nbr, by_row, row_of, p_unit, p_ch, p_yoff, p_
                         for u in range(ch):
                             acc += wv[u] * xv[u] * gv[u]
                     if need_y:
-                        oy[yo + e_m2[k]] += e_c[k] * acc
+                        oy[e_yoff[k]] += e_c[k] * acc
 
 
 class ConvolutionPlan:
@@ -147,6 +135,11 @@ class ConvolutionPlan:
         self.dim_y, self.dim_w = int(y_offsets[-1]), w_off
         # x in (m, u) layout: unit k's block starts at the same offset, with channels contiguous
         self.u_xoff = i64(units)
+        # per Clebsch-Gordan entry: where its channels start in x, in the output and in y
+        path_of = np.repeat(np.arange(len(p_ch)), np.diff(self.e_ptr))
+        self.e_xoff = self.u_xoff[self.p_unit[path_of]] + self.e_m1 * self.p_ch[path_of]
+        self.e_ooff = self.p_ooff[path_of] + self.e_m3 * self.p_ch[path_of]
+        self.e_yoff = self.p_yoff[path_of] + self.e_m2
 
     def to_mu(self, x: torch.Tensor) -> torch.Tensor:
         """Node features from e3nn's (u, m) layout to the kernels' (m, u) layout, unit by unit."""
@@ -166,13 +159,14 @@ class ConvolutionPlan:
 
 @dataclass
 class EdgeOrder:
-    """How the kernels visit the edges, found once per convolution: sorted by centre (``row_ptr``), with
-    each one's weight row ``wid``; listed by neighbour (``by_nbr``, ``nbr_ptr``); and listed by weight row
-    (``by_row``, ``row_of``)."""
+    """How the kernels visit the edges, found once per convolution: sorted by centre (``by_centre``, the
+    identity, and ``row_ptr``), with each one's weight row ``wid``; listed by neighbour (``by_nbr``,
+    ``nbr_ptr``); and listed by weight row (``by_row``, ``row_of``)."""
 
     centre: np.ndarray
     nbr: np.ndarray
     wid: np.ndarray
+    by_centre: np.ndarray
     row_ptr: np.ndarray
     by_nbr: np.ndarray
     nbr_ptr: np.ndarray
@@ -188,29 +182,30 @@ class EdgeOrder:
             return torch.argsort(index, stable=True).numpy(), ptr.numpy()
 
         return EdgeOrder(centre.contiguous().numpy(), nbr.contiguous().numpy(), wid.contiguous().numpy(),
-                         listing(centre, n_nodes)[1], *listing(nbr, n_nodes), *listing(wid, n_rows))
+                         *listing(centre, n_nodes), *listing(nbr, n_nodes), *listing(wid, n_rows))
 
 
 def _run(wanted, order: EdgeOrder, plan: ConvolutionPlan, x, y, w, g):
     """``dT/ds`` for each slot ``s`` in ``wanted`` (contiguous CPU tensors; a wanted slot's own may be None)."""
     ref = next(t for t in (x, y, w, g) if t is not None)
     dtype = ref.numpy().dtype
-    tables = (plan.p_unit, plan.p_ch, plan.p_yoff, plan.p_woff, plan.p_ooff, plan.u_xoff, plan.e_ptr, plan.e_m1,
-              plan.e_m2, plan.e_m3, plan.e_c.astype(dtype))
+    tables = (plan.p_ch, plan.p_woff, plan.e_ptr, plan.e_yoff, plan.e_c.astype(dtype))
     n_nodes, n_edges, wid = order.row_ptr.shape[0] - 1, order.centre.shape[0], order.wid
     out = {}
     if "g" in wanted:
         out["g"] = np.zeros((n_nodes, plan.dim_out), dtype=dtype)
-        _slot_g(x.numpy(), y.numpy(), w.numpy(), wid, order.nbr, order.row_ptr, *tables, out["g"])
+        _node_slot(x.numpy(), y.numpy(), w.numpy(), wid, order.nbr, order.by_centre, order.row_ptr, *tables,
+                   plan.e_xoff, plan.e_ooff, out["g"])
     if "x" in wanted:
         out["x"] = np.zeros((n_nodes, plan.dim_in), dtype=dtype)
-        _slot_x(y.numpy(), w.numpy(), wid, g.numpy(), order.centre, order.by_nbr, order.nbr_ptr, *tables, out["x"])
+        _node_slot(g.numpy(), y.numpy(), w.numpy(), wid, order.centre, order.by_nbr, order.nbr_ptr, *tables,
+                   plan.e_ooff, plan.e_xoff, out["x"])
     need_y, need_w = "y" in wanted, "w" in wanted
     if need_y or need_w:  # one pass for both, row by row of the weights
         out["y"] = np.zeros((n_edges if need_y else 1, plan.dim_y), dtype=dtype)
         out["w"] = np.zeros((order.row_of.shape[0] - 1 if need_w else 1, plan.dim_w), dtype=dtype)
         _slots_yw(x.numpy(), y.numpy(), w.numpy(), g.numpy(), order.centre, order.nbr, order.by_row, order.row_of,
-                  *tables, out["y"], out["w"], need_y, need_w)
+                  *tables, plan.e_xoff, plan.e_ooff, out["y"], out["w"], need_y, need_w)
     return tuple(torch.from_numpy(out[s]) for s in wanted)
 
 

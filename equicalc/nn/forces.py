@@ -21,7 +21,7 @@ __all__ = ["compute_properties", "is_fused"]
 
 
 def is_fused(model) -> bool:
-    """Whether any part of ``model`` is an inference-only fast path: a convolution on the fused CPU kernels
+    """Whether any part of ``model`` is an inference-only fast path: a fused convolution
     (``equicalc.nn.fuse``) or a frozen self-connection (``equicalc.nn.nequip.freeze_self_connections``)."""
     return any(getattr(m, "fused", False) for m in model.modules())
 
@@ -52,7 +52,7 @@ def compute_properties(
     """
     net = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     if training and is_fused(net):
-        raise ValueError("this model is for inference only (fused CPU kernels or frozen self-connections, as "
+        raise ValueError("this model is for inference only (fused convolutions or frozen self-connections, as "
                          "EquiCalc prepares it); train the model as load_model or build_model give it")
     dtype = next(net.parameters()).dtype
     positions, cell = graph.positions, graph.cell
