@@ -23,8 +23,8 @@ from .model_io import load_model
 from .models import model_path
 from .neighbors import SkinNeighborList
 from .nn import compute_properties, fuse
-from .nn.tensor_product import ChannelwiseTensorProduct
 from .nn.nequip import freeze_gates, freeze_linears, freeze_radial_networks, freeze_self_connections
+from .nn.tensor_product import ChannelwiseTensorProduct
 
 __all__ = ["EquiCalc"]
 
