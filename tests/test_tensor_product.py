@@ -1,4 +1,4 @@
-"""The channel-wise tensor product against e3nn's own ``TensorProduct``, and the fused kernels against both."""
+"""The channel-wise tensor product against e3nn's own ``TensorProduct``, and the numba convolution kernels against both."""
 import pytest
 import torch
 from e3nn import o3
