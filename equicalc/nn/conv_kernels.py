@@ -96,28 +96,25 @@ class ConvolutionPlan:
     """The index tables the kernels need, derived once from a ``ChannelwiseTensorProduct``."""
 
     def __init__(self, tp):
-        units = []  # (x offset in e3nn layout, channels, d1) of every unit
+        units = []  # offset of every unit in x, in both layouts (the (m, u) layout keeps each unit's block)
         off = 0
         for size in tp.unit_sizes:
             units.append(off)
             off += size
-        p_unit, p_ch, p_yoff, p_woff, p_ooff = [], [], [], [], []
-        e_ptr, e_m1, e_m2, e_m3, e_c = [0], [], [], [], []
+        p_ch, p_woff = [], []
+        e_ptr, e_c, e_xoff, e_yoff, e_ooff = [0], [], [], [], []  # per Clebsch-Gordan entry: where it reads/writes
         y_offsets = np.cumsum([0] + [ir.dim for _, ir in tp.irreps_sh])
         w_off = o_off = 0
         unit_dims = {}
         for (unit, j, kind, const, channels, d1, d3, name) in tp.paths:
             cg = getattr(tp, name).double().cpu().numpy()
             unit_dims[unit] = (channels, d1)
-            p_unit.append(unit)
             p_ch.append(channels)
-            p_yoff.append(int(y_offsets[j]))
             p_woff.append(w_off)
-            p_ooff.append(o_off)
             for m1, m2, m3 in zip(*np.nonzero(np.abs(cg) > 1e-12)):
-                e_m1.append(m1)
-                e_m2.append(m2)
-                e_m3.append(m3)
+                e_xoff.append(units[unit] + m1 * channels)
+                e_yoff.append(int(y_offsets[j]) + m2)
+                e_ooff.append(o_off + m3 * channels)
                 e_c.append(cg[m1, m2, m3])
             e_ptr.append(len(e_c))
             w_off += channels
@@ -126,20 +123,12 @@ class ConvolutionPlan:
         self.unit_dims = [unit_dims.get(k, (tp.unit_sizes[k], 1)) for k in range(len(tp.unit_sizes))]
         self.path_out = [(p[4], p[6]) for p in tp.paths]  # (channels, d3) of each path's output block
         i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
-        self.p_unit, self.p_ch, self.p_yoff = i64(p_unit), i64(p_ch), i64(p_yoff)
-        self.p_woff, self.p_ooff = i64(p_woff), i64(p_ooff)
-        self.e_ptr, self.e_m1, self.e_m2, self.e_m3 = i64(e_ptr), i64(e_m1), i64(e_m2), i64(e_m3)
+        self.p_ch, self.p_woff, self.e_ptr = i64(p_ch), i64(p_woff), i64(e_ptr)
+        self.e_xoff, self.e_yoff, self.e_ooff = i64(e_xoff), i64(e_yoff), i64(e_ooff)
         self.e_c = np.asarray(e_c, dtype=np.float64)
         self.dim_in = sum(tp.unit_sizes)
         self.dim_out = o_off
         self.dim_y, self.dim_w = int(y_offsets[-1]), w_off
-        # x in (m, u) layout: unit k's block starts at the same offset, with channels contiguous
-        self.u_xoff = i64(units)
-        # per Clebsch-Gordan entry: where its channels start in x, in the output and in y
-        path_of = np.repeat(np.arange(len(p_ch)), np.diff(self.e_ptr))
-        self.e_xoff = self.u_xoff[self.p_unit[path_of]] + self.e_m1 * self.p_ch[path_of]
-        self.e_ooff = self.p_ooff[path_of] + self.e_m3 * self.p_ch[path_of]
-        self.e_yoff = self.p_yoff[path_of] + self.e_m2
 
     def to_mu(self, x: torch.Tensor) -> torch.Tensor:
         """Node features from e3nn's (u, m) layout to the kernels' (m, u) layout, unit by unit."""

@@ -137,4 +137,3 @@ class _SiLUSlope(torch.autograd.Function):
         out = np.empty_like(flat[0])
         _silu_curvature(*flat, out)
         return torch.from_numpy(out).view(x.shape), grad_g
-
