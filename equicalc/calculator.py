@@ -17,6 +17,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from . import memory
 from .device import resolve_device, resolve_dtype
 from .graph import AtomicGraph, check_atoms, check_distances
 from .model_io import load_model
@@ -52,6 +53,9 @@ class EquiCalc(Calculator):
             PyTorch path, the reference). On every device the calculator's copy
             of a NequIP model has its self-connections, linears and gates in
             inference-only forms derived from the weights (``equicalc.nn.nequip``).
+        keep_freed_memory: on a CPU, let the process keep the large blocks it frees for
+            reuse (``equicalc.memory``: on Linux with glibc, 20-35 % off a 2000-atom
+            step, at the price of a resident memory that stays at its peak); process-wide.
 
     Properties: ``energy``, ``free_energy`` (eV), ``energies`` (eV per atom),
     ``forces`` (eV/Å), ``stress`` (eV/Å^3, Voigt; fully periodic cells only).
@@ -68,12 +72,15 @@ class EquiCalc(Calculator):
         skin: float = 0.5,
         max_edges_per_batch: Optional[int] = None,
         fused_kernels="auto",
+        keep_freed_memory: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.device = resolve_device(device)
         if fused_kernels not in ("auto", True, False):
             raise ValueError(f"fused_kernels must be 'auto', True or False, got {fused_kernels!r}")
+        if keep_freed_memory and self.device.type == "cpu":
+            memory.keep_freed_memory()
         model = _load(model, self.device)
         if dtype is not None:
             model = model.to(resolve_dtype(dtype))

@@ -85,16 +85,21 @@ def test_kernels_equal_the_pytorch_interpolation_and_its_derivative():
     r = torch.cat([r, torch.arange(1, 400, dtype=torch.float64) * table.spacing])  # grid points themselves
     r.requires_grad_(True)
     kernel = torch.cat(table(r), dim=1)
-    plain = _interpolate_torch(r, table.table, table.inv_h)
+    plain = torch.cat([_interpolate_torch(r, t, table.inv_h) for t in table.tables], dim=1)
     torch.testing.assert_close(kernel, plain, rtol=0, atol=1e-12)
     g = torch.randn(kernel.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     (d_kernel,) = torch.autograd.grad((kernel * g).sum(), r)
     (d_plain,) = torch.autograd.grad((plain * g).sum(), r)
     torch.testing.assert_close(d_kernel, d_plain, rtol=1e-11, atol=1e-10)  # sums of ~1e3 terms
+    # one layer's weights alone (the other layers' gradients are absent)
+    (d_one,) = torch.autograd.grad(table(r)[1].sum(), r)
+    (d_one_plain,) = torch.autograd.grad(_interpolate_torch(r, table.tables[1], table.inv_h).sum(), r)
+    torch.testing.assert_close(d_one, d_one_plain, rtol=1e-11, atol=1e-10)
     # the slope is the derivative of the interpolant: central differences inside the intervals
     x = torch.tensor([1.2345, 2.71828, 3.3333], dtype=torch.float64)
     eps = 1e-6
-    fd = (_interpolate_torch(x + eps, table.table, table.inv_h) - _interpolate_torch(x - eps, table.table, table.inv_h))
+    fd = torch.cat([_interpolate_torch(x + eps, t, table.inv_h) - _interpolate_torch(x - eps, t, table.inv_h)
+                    for t in table.tables], dim=1)
     xg = x.clone().requires_grad_(True)
     w = torch.cat(table(xg), dim=1)
     (slope,) = torch.autograd.grad((w * g[:3]).sum(), xg)

@@ -86,7 +86,6 @@ def _interpolate_backward(r, order, table, inv_h, grad, grad_r):
         x = r[p] * inv_h
         k = int(x)
         if k >= last:
-            grad_r[p] = 0.0
             continue
         t = x - k
         t2 = t * t
@@ -104,32 +103,41 @@ def _interpolate_backward(r, order, table, inv_h, grad, grad_r):
         acc = 0.0
         for c in range(g.shape[0]):
             acc += g[c] * (b0 * a0[c] + b1 * a1[c] + b2 * a2[c] + b3 * c0[c] + b4 * c1[c] + b5 * c2[c])
-        grad_r[p] = acc * inv_h
+        grad_r[p] += acc * inv_h
 
 
 class _Interpolate(torch.autograd.Function):
-    """The numba kernels (CPU): distances (P,) -> weights (P, W), and back to the distances' gradient.
+    """The numba kernels (CPU): distances (P,) -> each layer's weights (P, W_layer), and back to the distances'
+    gradient. One contiguous array per layer, so that no split (or, backward, no concatenation) of a pair-sized
+    array is needed.
 
     Pairs are visited in order of distance, so that neighbouring threads' reads
     of the table stay in cache."""
 
     @staticmethod
-    def forward(ctx, r, table, inv_h):
+    def forward(ctx, r, inv_h, *tables):
         r_c = r.contiguous()
         order = torch.argsort(r_c.detach())
-        out = np.empty((r_c.shape[0], table.shape[2]), dtype=table.numpy().dtype)
-        _interpolate(r_c.detach().numpy(), order.numpy(), table.numpy(), inv_h, out)
+        outs = []
+        for table in tables:
+            out = np.empty((r_c.shape[0], table.shape[2]), dtype=table.numpy().dtype)
+            _interpolate(r_c.detach().numpy(), order.numpy(), table.numpy(), inv_h, out)
+            outs.append(torch.from_numpy(out))
         ctx.save_for_backward(r_c, order)
-        ctx.table, ctx.inv_h = table, inv_h
-        return torch.from_numpy(out)
+        ctx.tables, ctx.inv_h = tables, inv_h
+        ctx.set_materialize_grads(False)
+        return tuple(outs)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx, *grads):
         r, order = ctx.saved_tensors
-        grad_r = np.empty(r.shape[0], dtype=ctx.table.numpy().dtype)
-        _interpolate_backward(r.numpy(), order.numpy(), ctx.table.numpy(), ctx.inv_h, grad.contiguous().numpy(), grad_r)
-        return torch.from_numpy(grad_r), None, None
+        grad_r = np.zeros(r.shape[0], dtype=r.numpy().dtype)
+        for table, grad in zip(ctx.tables, grads):
+            if grad is not None:
+                _interpolate_backward(r.numpy(), order.numpy(), table.numpy(), ctx.inv_h, grad.contiguous().numpy(),
+                                      grad_r)
+        return (torch.from_numpy(grad_r), None) + (None,) * len(ctx.tables)
 
 
 def _interpolate_torch(r: torch.Tensor, table: torch.Tensor, inv_h: float) -> torch.Tensor:
@@ -176,7 +184,14 @@ class RadialTable(nn.Module):
         self.inv_h = intervals / r_max
         self.sizes: List[int] = [layer.tp.weight_numel for layer in model.layers]
         param = next(model.parameters())
-        self.register_buffer("table", self._build(model, intervals).to(param.dtype), persistent=False)
+        table = self._build(model, intervals).to(param.dtype)
+        for k, part in enumerate(torch.split(table, self.sizes, dim=2)):  # one contiguous table per layer
+            self.register_buffer(f"table_{k}", part.contiguous(), persistent=False)
+
+    @property
+    def tables(self) -> List[torch.Tensor]:
+        """Each layer's table, (intervals + 1, 3, weight_numel of that layer)."""
+        return [getattr(self, f"table_{k}") for k in range(len(self.sizes))]
 
     def _build(self, model, intervals: int) -> torch.Tensor:
         """(intervals + 1, 3, W): value, h x slope and h^2 x curvature of all layers' weights at each grid point."""
@@ -203,9 +218,8 @@ class RadialTable(nn.Module):
         return torch.stack([value, h * first, h * h * second], dim=1).contiguous()
 
     def forward(self, r: torch.Tensor) -> List[torch.Tensor]:
-        r = r.to(self.table.dtype)
+        tables = self.tables
+        r = r.to(tables[0].dtype)
         if r.device.type == "cpu":
-            out = _Interpolate.apply(r, self.table, self.inv_h)
-        else:
-            out = _interpolate_torch(r, self.table, self.inv_h)
-        return list(torch.split(out, self.sizes, dim=1))
+            return list(_Interpolate.apply(r, self.inv_h, *tables))
+        return [_interpolate_torch(r, table, self.inv_h) for table in tables]

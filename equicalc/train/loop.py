@@ -29,6 +29,7 @@ from ..data import (Batch, GraphDataset, check_species, collate, dataset_statist
 from ..device import resolve_device, resolve_dtype
 from ..evaluate import Accumulator, error_metrics, format_metrics, parity_plot, predict, stress_from_virial
 from ..files import atomic_copy, remove_temporary
+from ..memory import keep_freed_memory
 from ..model_io import build_model, load_model, model_from_payload, save_model
 from ..nn.forces import compute_properties
 from ..preprocessed import PreprocessedDataset, is_preprocessed
@@ -296,6 +297,8 @@ def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     device = resolve_device(tc.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # the step's large arrays reuse freed memory instead of fresh pages
     if device.type == "cuda" and ranks.distributed:
         device = torch.device("cuda", ranks.local_rank)
     _check_same_config(cfg, ranks)
