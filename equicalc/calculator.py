@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import List, Optional, Sequence
 
+import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
@@ -48,7 +49,8 @@ class EquiCalc(Calculator):
             (``equicalc.nn.conv_kernels``: same contraction, about 2x faster than
             PyTorch operations) and interpolate NequIP's radial networks from a
             table in the pair distance (``equicalc.nn.radial_table``, equal to the
-            networks to about 1e-13 of the largest weight beyond 1 Å); ``"auto"``
+            networks to about 1e-13 of the largest weight beyond 1 Å in float64 and to
+            float32's rounding in float32); ``"auto"``
             and ``True`` use them when the device is a CPU, ``False`` never (the
             PyTorch path, the reference). On every device the calculator's copy
             of a NequIP model has its self-connections, linears and gates in
@@ -127,6 +129,16 @@ class EquiCalc(Calculator):
                 "dtype": str(self.dtype).replace("torch.", ""), "r_max": self.r_max, "weights_sha256": digest.hexdigest()}
 
     # -- single structure ------------------------------------------------------
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's check for changes since the last calculation, answered at once when nothing changed at all.
+
+        ASE asks once per property (energy, forces, stress: three times per MD step) and compares every array
+        with a tolerance; a bitwise-equal structure has no changes under any tolerance.
+        """
+        if self.atoms is not None and _identical(self.atoms, atoms):
+            return []
+        return super().check_state(atoms, tol)
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Evaluate energy, per-atom energies, forces and (periodic cells) stress."""
         super().calculate(atoms, properties, system_changes)
@@ -235,6 +247,21 @@ class EquiCalc(Calculator):
             )
             results.extend(self._evaluate(g, sub))
         return results
+
+
+def _identical(a, b) -> bool:
+    """Whether two Atoms are bitwise equal in everything ASE's change check compares (cell, periodicity and
+    the per-atom arrays named in ``all_changes``: positions, numbers, initial charges and magnetic moments)."""
+    if not (np.array_equal(a.pbc, b.pbc) and np.array_equal(a.cell.array, b.cell.array)):
+        return False
+    for key in all_changes:
+        if key in ("cell", "pbc"):
+            continue
+        if (key in a.arrays) != (key in b.arrays):
+            return False
+        if key in a.arrays and not np.array_equal(a.arrays[key], b.arrays[key]):
+            return False
+    return True
 
 
 def _load(model, device):

@@ -98,6 +98,8 @@ class AtomicGraph:
         n_atoms: (B,) int64, atoms per structure.
         edge_index: (2, E) int64 or None; row 0 centre ``i``, row 1 neighbour ``j``.
         shifts: (E, 3) int64 cell shifts or None.
+        edge_pair: (E,) int64 unordered-pair id of every edge (``equicalc.neighbors.edge_pair_index``) when
+            the neighbour list supplies it, else None (computed where needed).
     """
 
     positions: torch.Tensor
@@ -108,6 +110,7 @@ class AtomicGraph:
     n_atoms: torch.Tensor
     edge_index: Optional[torch.Tensor] = None
     shifts: Optional[torch.Tensor] = None
+    edge_pair: Optional[torch.Tensor] = None
 
     @property
     def num_graphs(self) -> int:
@@ -156,9 +159,10 @@ class AtomicGraph:
         }
         return AtomicGraph(**moved)
 
-    def with_edges(self, edge_index: torch.Tensor, shifts: torch.Tensor) -> "AtomicGraph":
-        """A copy of this graph with the given edges."""
-        return replace(self, edge_index=edge_index, shifts=shifts)
+    def with_edges(self, edge_index: torch.Tensor, shifts: torch.Tensor,
+                   edge_pair: Optional[torch.Tensor] = None) -> "AtomicGraph":
+        """A copy of this graph with the given edges (and their pair ids, if known)."""
+        return replace(self, edge_index=edge_index, shifts=shifts, edge_pair=edge_pair)
 
     def build_neighbors(self, cutoff: float, backend: str = "auto") -> "AtomicGraph":
         """A copy of this graph with all pairs closer than ``cutoff`` (Å)."""

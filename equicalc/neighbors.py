@@ -318,18 +318,28 @@ class SkinNeighborList:
                 "cell": graph.cell.clone(),
                 "edge_index": g.edge_index,
                 "shifts": g.shifts,
+                "edge_pair": edge_pair_index(g.edge_index, g.shifts),
             }
             if bool(graph.pbc[0].all()):
                 ref["frac"] = torch.linalg.solve(graph.cell[0].T, graph.positions.T).T
             self._ref = ref
             self.builds += 1
         ref = self._ref
-        g = graph.with_edges(ref["edge_index"], ref["shifts"])
+        g = graph.with_edges(ref["edge_index"], ref["shifts"], ref["edge_pair"])
         if self.skin > 0:
             vec = g.edge_vectors()
             keep = (vec * vec).sum(1) < self.cutoff * self.cutoff
-            g = g.with_edges(ref["edge_index"][:, keep], ref["shifts"][keep])
+            g = g.with_edges(ref["edge_index"][:, keep], ref["shifts"][keep], _kept_pairs(ref["edge_pair"], keep))
         return g
+
+
+def _kept_pairs(edge_pair: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The pair ids of the kept edges, renumbered 0..P'-1 in their old order (no sort)."""
+    kept = edge_pair[keep]
+    present = torch.zeros(int(edge_pair.max()) + 1 if edge_pair.numel() else 0, dtype=torch.long,
+                          device=edge_pair.device)
+    present[kept] = 1
+    return torch.index_select(torch.cumsum(present, 0) - 1, 0, kept)
 
 
 def edge_pair_index(edge_index: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

@@ -114,6 +114,27 @@ def _run_and_compare(atoms, dyn_factory, model, steps):
     return skin_calc
 
 
+def test_change_check_answers_as_ase_does(model64):
+    from ase.calculators.calculator import Calculator
+
+    atoms = random_cuzr(seed=3)
+    atoms.calc = EquiCalc(model64)
+    atoms.get_forces()
+    calc, same = atoms.calc, atoms.copy()
+    same.set_momenta(np.ones((len(same), 3)))  # not a change ASE looks at
+    cases = {"same": same}
+    for name, edit in {"positions": lambda a: a.positions.__setitem__((0, 0), a.positions[0, 0] + 1e-9),
+                       "numbers": lambda a: a.numbers.__setitem__(0, 29 if a.numbers[0] == 40 else 40),
+                       "cell": lambda a: a.set_cell(a.cell * 1.001, scale_atoms=False),
+                       "pbc": lambda a: a.set_pbc([True, True, False]),
+                       "initial_charges": lambda a: a.set_initial_charges(np.ones(len(a)))}.items():
+        cases[name] = atoms.copy()
+        edit(cases[name])
+    for name, other in cases.items():
+        assert calc.check_state(other) == Calculator.check_state(calc, other), name
+    assert calc.check_state(same) == [] and calc.check_state(cases["positions"]) == ["positions"]
+
+
 def test_langevin_periodic_skin_reuse_is_exact(model64):
     atoms = random_cuzr(seed=12, rattle=0.05)
     thermalize_momenta(atoms, temperature_K=1500, rng=np.random.default_rng(0))

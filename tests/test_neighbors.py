@@ -7,7 +7,7 @@ from ase.build import bulk, fcc111, molecule
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
 from equicalc.graph import AtomicGraph
-from equicalc.neighbors import SkinNeighborList, available_backends, neighbor_list
+from equicalc.neighbors import SkinNeighborList, available_backends, edge_pair_index, neighbor_list
 
 BACKENDS = available_backends()
 
@@ -100,6 +100,11 @@ def test_skin_list_equals_fresh_build_under_moves_and_strain():
         g = skin_list.update(graph)
         got = set(zip(*g.edge_index.numpy(), map(tuple, g.shifts.numpy())))
         assert got == _fresh(graph, 4.0), f"step {step}"
+        # the pair ids it carries: numbered 0..P-1 and the same partition of the edges as a fresh numbering
+        fresh = edge_pair_index(g.edge_index, g.shifts)
+        assert torch.equal(torch.unique(g.edge_pair), torch.arange(int(fresh.max()) + 1))
+        both = torch.unique(torch.stack([g.edge_pair, fresh], dim=1), dim=0)
+        assert both.shape[0] == int(fresh.max()) + 1, f"step {step}"
     assert skin_list.builds < skin_list.calls, "the skin list was never reused"
     assert skin_list.builds > 1, "the skin list was never rebuilt"
 

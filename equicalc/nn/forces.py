@@ -70,7 +70,9 @@ def compute_properties(
         cell = cell + torch.bmm(cell, sym)
     with torch.set_grad_enabled(need_grad or torch.is_grad_enabled()):
         edge_vec = graph.edge_vectors(positions, cell).to(dtype)
-        pairs = edge_pair_index(graph.edge_index, graph.shifts) if getattr(net, "uses_edge_pairs", False) else None
+        pairs = None
+        if getattr(net, "uses_edge_pairs", False):
+            pairs = graph.edge_pair if graph.edge_pair is not None else edge_pair_index(graph.edge_index, graph.shifts)
         energies = model(graph.numbers, graph.edge_index, edge_vec, edge_pair=pairs)
         energy = torch.zeros(graph.num_graphs, dtype=energies.dtype, device=energies.device)
         energy = energy.index_add(0, graph.batch, energies)

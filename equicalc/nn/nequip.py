@@ -249,11 +249,11 @@ def freeze_self_connections(model):
     return model
 
 
-def freeze_radial_networks(model, spacing: float = 0.0025):
+def freeze_radial_networks(model, spacing=None):
     """Give a NequIP ``model`` a ``RadialTable`` of its radial networks (in place; inference only).
 
     Call after the model has its final dtype and device; ``spacing``: the table's
-    grid, Å. Other models come back unchanged.
+    grid, Å (None: the table's default for the model's dtype). Other models come back unchanged.
     """
     if isinstance(model, NequIP) and model.radial_table is None:
         model.radial_table = RadialTable(model, spacing)

@@ -100,7 +100,8 @@ class TrainingConfig:
     max_minutes: Optional[float] = option(None, "wall-clock limit of one invocation; resume with --restart", minimum=0, exclusive=True)
     seed: int = option(0, "seed of the batch order")
     device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N")
-    num_threads: Optional[int] = option(None, "CPU threads for torch; null: torch's default", minimum=1)
+    num_threads: Optional[int] = option(None, "CPU threads for torch and the numba kernels; null: their default",
+                                        minimum=1)
 
 
 @dataclass

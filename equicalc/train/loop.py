@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
+import numba
 import numpy as np
 import torch
 
@@ -296,6 +297,7 @@ def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False
     tc = cfg.training
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
+        numba.set_num_threads(min(tc.num_threads, numba.config.NUMBA_NUM_THREADS))  # the CPU kernels' threads
     device = resolve_device(tc.device)
     if device.type == "cpu":
         keep_freed_memory()  # the step's large arrays reuse freed memory instead of fresh pages
