@@ -17,12 +17,30 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["AtomicGraph", "check_atoms", "check_distances", "MIN_DISTANCE"]
+__all__ = ["AtomicGraph", "cell_inverse", "cell_volume", "check_atoms", "check_distances", "MIN_DISTANCE"]
 
 # Closest approach (Å) that any evaluation accepts. At 0.1 Å the screened nuclear repulsion (ZBL) is about
 # 90 eV for H–H and 5e4 eV for Cu–Cu, a state no simulation reaches: such input is a mistake (a duplicated
 # atom, positions in the wrong unit), and at 0 the edge direction is undefined.
 MIN_DISTANCE = 0.1
+
+
+def cell_volume(cell: torch.Tensor) -> torch.Tensor:
+    """Volumes |a . (b x c)| of cells (..., 3, 3) with lattice vectors as rows, Å^3 (differentiable).
+
+    In elementwise operations: for 3 x 3 matrices a LAPACK determinant costs far more.
+    """
+    return (torch.linalg.cross(cell[..., 1, :], cell[..., 2, :]) * cell[..., 0, :]).sum(-1).abs()
+
+
+def cell_inverse(cell: torch.Tensor) -> torch.Tensor:
+    """The inverse of a cell (3, 3) (rows a, b, c): the columns (b x c, c x a, a x b) / det, 1/Å.
+
+    Fractional coordinates are ``positions @ cell_inverse(cell)``.
+    """
+    a, b, c = cell[0], cell[1], cell[2]
+    cols = torch.stack([torch.linalg.cross(b, c), torch.linalg.cross(c, a), torch.linalg.cross(a, b)], dim=1)
+    return cols / (a * cols[:, 0]).sum()
 
 
 def check_atoms(atoms, allowed_numbers: Optional[Sequence[int]] = None, what: str = "atoms") -> None:

@@ -33,6 +33,8 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from .graph import cell_inverse
+
 __all__ = ["edge_pair_index", "neighbor_list", "available_backends", "SkinNeighborList"]
 
 BACKENDS = ("torch", "vesin", "torch_cluster")
@@ -291,9 +293,10 @@ class SkinNeighborList:
         cell_old, cell_new = ref["cell"][0], graph.cell[0]
         if pbc.all():
             # r_new - r_old = r_new (I - cell_new^-1 cell_old) + (df_j - df_i) cell_old (row vectors)
-            m = torch.eye(3, dtype=cell_old.dtype, device=cell_old.device) - torch.linalg.solve(cell_new, cell_old)
-            deform = torch.linalg.matrix_norm(m, ord=2)
-            frac_new = torch.linalg.solve(cell_new.T, graph.positions.T).T
+            inverse = cell_inverse(cell_new)
+            m = torch.eye(3, dtype=cell_old.dtype, device=cell_old.device) - inverse @ cell_old
+            deform = torch.linalg.matrix_norm(m)  # Frobenius: a bound on the spectral norm, without an SVD
+            frac_new = graph.positions @ inverse
             frac_old = ref["frac"]
             disp = ((frac_new - frac_old) @ cell_old).norm(dim=1).max()
         else:
@@ -321,7 +324,7 @@ class SkinNeighborList:
                 "edge_pair": edge_pair_index(g.edge_index, g.shifts),
             }
             if bool(graph.pbc[0].all()):
-                ref["frac"] = torch.linalg.solve(graph.cell[0].T, graph.positions.T).T
+                ref["frac"] = graph.positions @ cell_inverse(graph.cell[0])
             self._ref = ref
             self.builds += 1
         ref = self._ref

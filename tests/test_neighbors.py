@@ -120,3 +120,13 @@ def test_skin_list_rebuilds_on_wrap_and_species_change():
     atoms.numbers[0] = 40
     skin_list.update(AtomicGraph.from_atoms(atoms))
     assert skin_list.builds == 3
+
+
+def test_cell_inverse_and_volume_equal_lapack():
+    from equicalc.graph import cell_inverse, cell_volume
+
+    cells = torch.tensor(np.random.default_rng(4).normal(size=(5, 3, 3)) + 4 * np.eye(3))
+    cells[1] = -cells[1]  # a left-handed cell: the volume is still positive
+    torch.testing.assert_close(cell_volume(cells), torch.linalg.det(cells).abs(), rtol=1e-13, atol=0)
+    for cell in cells:
+        torch.testing.assert_close(cell_inverse(cell), torch.linalg.inv(cell), rtol=1e-12, atol=1e-14)

@@ -165,13 +165,25 @@ class EdgeOrder:
     @staticmethod
     def of(centre: torch.Tensor, nbr: torch.Tensor, wid: torch.Tensor, n_nodes: int, n_rows: int) -> "EdgeOrder":
         """For edges already sorted by ``centre``, with ``n_rows`` weight rows."""
-        def listing(index, n):
-            ptr = torch.zeros(n + 1, dtype=torch.long)
-            ptr[1:] = torch.cumsum(torch.bincount(index, minlength=n), 0)
-            return torch.argsort(index, stable=True).numpy(), ptr.numpy()
+        centre, nbr, wid = (t.contiguous().numpy() for t in (centre, nbr, wid))
+        return EdgeOrder(centre, nbr, wid, *_listing(centre, n_nodes), *_listing(nbr, n_nodes),
+                         *_listing(wid, n_rows))
 
-        return EdgeOrder(centre.contiguous().numpy(), nbr.contiguous().numpy(), wid.contiguous().numpy(),
-                         *listing(centre, n_nodes), *listing(nbr, n_nodes), *listing(wid, n_rows))
+
+@njit(cache=True)
+def _listing(index, n):
+    """The edges listed by ``index`` (a stable counting sort) and where each value's run starts (n + 1)."""
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for v in index:
+        ptr[v + 1] += 1
+    for k in range(n):
+        ptr[k + 1] += ptr[k]
+    fill = ptr[:-1].copy()
+    listed = np.empty(index.shape[0], dtype=np.int64)
+    for e in range(index.shape[0]):
+        listed[fill[index[e]]] = e
+        fill[index[e]] += 1
+    return listed, ptr
 
 
 def _run(wanted, order: EdgeOrder, plan: ConvolutionPlan, x, y, w, g):

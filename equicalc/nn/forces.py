@@ -15,6 +15,7 @@ from typing import Dict
 
 import torch
 
+from ..graph import cell_volume
 from ..neighbors import edge_pair_index
 
 __all__ = ["compute_properties", "is_fused"]
@@ -86,7 +87,7 @@ def compute_properties(
                 out["forces"] = -grads[0]
             if stress:
                 d_strain = grads[-1]
-                volume = torch.linalg.det(graph.cell).abs()
+                volume = cell_volume(graph.cell)
                 out["virial"] = -d_strain
                 out["stress"] = d_strain / volume.view(-1, 1, 1)
     return out
