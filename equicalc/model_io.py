@@ -174,6 +174,8 @@ def model_from_payload(payload: dict, where, ema: bool = True):
         raise ValueError(f"{where}: the model's config and weights must be mappings")
     if payload.get("format_version") == 1:  # written before the ZBL term existed: those models have none
         config = {"zbl": False, **config}
+    if arch == "allegro":  # written before the option existed: products of equal irreps only
+        config = {"full_products": False, **config}
     try:
         spec = spec_from_dict(arch, config)
         check_weights(spec, state)

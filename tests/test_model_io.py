@@ -157,3 +157,24 @@ def test_files_written_before_the_specs_load_unchanged():
     best = load_model(runs / "finetune" / "checkpoint_best.pt")  # its EMA weights are what was exported
     for (k, x), (_, y) in zip(best.state_dict().items(), exported.state_dict().items()):
         assert torch.equal(x, y), k
+
+
+def test_allegro_tensor_track_keeps_its_l1_part_and_old_files_keep_theirs(tmp_path):
+    """Allegro's products reach every irrep of the tensor track, so the l = 1 part that the second layer
+    receives is not empty; files written before ``full_products`` existed load with the equal-irrep
+    products they were trained with (the shipped ``cuzr-allegro``)."""
+    from equicalc.graph import AtomicGraph
+    from equicalc.models import model_path
+    from equicalc.nn.forces import compute_properties
+
+    model = small_model(architecture="allegro")
+    seen = []
+    model.layers[1].register_forward_pre_hook(lambda module, args: seen.append(args[1].detach()))
+    compute_properties(model, AtomicGraph.from_atoms(random_cuzr(seed=2)).build_neighbors(model.r_max))
+    n_scalar = model.irreps_tensor[0].mul  # (channels x 0e) come first
+    assert seen[0][:, n_scalar:].abs().max() > 1e-3
+    old = load_model(model_path("cuzr-allegro"))
+    assert old.spec.full_products is False
+    assert all(ir.l == 0 for _, ir in old.layers[0].tp.irreps_out)
+    save_model(old, tmp_path / "old.pth")
+    assert load_model(tmp_path / "old.pth").spec.full_products is False  # the option is now written out

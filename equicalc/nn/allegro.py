@@ -9,7 +9,9 @@ channels of every irrep up to ``l_max``).
   basis and ``u`` the polynomial cutoff envelope.
 * Each layer builds the environment of the centre atom,
   ``Γ_i = (1/sqrt(<n>)) Σ_k w(x_ik) Y(r_ik)``, takes the channel-wise tensor
-  product ``V_ij ⊗ Γ_i``, mixes channels per irrep into the new ``V_ij``, and
+  product ``V_ij ⊗ Γ_i`` (every pair of irreps whose product holds an irrep of
+  the track: 0e x 1o -> 1o, 1o x 1o -> 0e, ...; ``full_products``), mixes
+  channels per irrep into the new ``V_ij``, and
   feeds the product's scalars with ``x_ij`` through an MLP:
   ``x_ij <- (x_ij + MLP(x_ij, scalars) u(r_ij)) / sqrt(2)``.
 * Pair energies ``E_ij = readout(x_ij)``; ``E_i = scale_s Σ_j E_ij + shift_s``.
@@ -61,13 +63,11 @@ class AllegroLayer(nn.Module):
     """One Allegro layer: environment, tensor product, channel mixing, scalar-track MLP."""
 
     def __init__(self, irreps_tensor: o3.Irreps, channels: int, l_max: int, num_scalar: int,
-                 mlp_hidden: int, mlp_layers: int, avg_num_neighbors: float):
+                 mlp_hidden: int, mlp_layers: int, avg_num_neighbors: float, full_products: bool = True):
         super().__init__()
         self.env_weights = _EnvWeights(num_scalar, channels, l_max)
         self.irreps_tensor = irreps_tensor
-        # only products that the tensor track (or the scalar track) can take are formed
-        self.tp = o3.ElementwiseTensorProduct(irreps_tensor, irreps_tensor,
-                                              filter_ir_out=[ir for _, ir in irreps_tensor])
+        self.tp = _channelwise_products(irreps_tensor, full_products)
         self.linear = o3.Linear(self.tp.irreps_out, irreps_tensor)
         n_scalars = sum(mul for mul, ir in self.tp.irreps_out if ir == o3.Irrep("0e"))
         self.register_buffer("scalar_mask", torch.cat([
@@ -87,6 +87,23 @@ class AllegroLayer(nn.Module):
         scalars = prod[:, self.scalar_mask]
         x_new = self.mlp(torch.cat([x, scalars], dim=1)) * env.unsqueeze(-1)
         return (x + x_new) * 2 ** -0.5, v_new
+
+
+def _channelwise_products(irreps: o3.Irreps, full: bool) -> o3.TensorProduct:
+    """Channel by channel ("uuu"), the products of ``V_ij`` and ``Γ_i`` that give an irrep of the track:
+    of every irrep with every irrep (``full``), or only of equal irreps (the pairing of
+    ``ElementwiseTensorProduct``, with which the track's l > 0 part has no source after the first layer)."""
+    wanted = [ir for _, ir in irreps]
+    if not full:
+        return o3.ElementwiseTensorProduct(irreps, irreps, filter_ir_out=wanted)
+    out, instructions = [], []
+    for i1, (mul, ir1) in enumerate(irreps):
+        for i2, (_, ir2) in enumerate(irreps):
+            for ir in ir1 * ir2:
+                if ir in wanted:
+                    instructions.append((i1, i2, len(out), "uuu", False))
+                    out.append((mul, ir))
+    return o3.TensorProduct(irreps, irreps, o3.Irreps(out), instructions)
 
 
 def _to_irreps_layout(t: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
@@ -122,7 +139,7 @@ class Allegro(EnergyModel):
         self.initial_weights = _EnvWeights(n_scalar, channels, l_max)
         self.layers = nn.ModuleList([
             AllegroLayer(self.irreps_tensor, channels, l_max, n_scalar, spec.mlp_hidden, spec.mlp_layers,
-                         spec.avg_num_neighbors)
+                         spec.avg_num_neighbors, spec.full_products)
             for _ in range(spec.num_layers)
         ])
         self.readout = _mlp([n_scalar, spec.mlp_hidden, 1])

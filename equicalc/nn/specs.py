@@ -95,6 +95,10 @@ class AllegroSpec(ModelSpec):
     mlp_hidden: int = option(64, "width of the hidden layers of the two-body, latent and readout MLPs", minimum=1,
                              maximum=4096)
     mlp_layers: int = option(2, "hidden layers of the two-body and latent MLPs", minimum=0, maximum=8)
+    full_products: bool = option(True, "tensor products of every irrep of the tensor track with every irrep of "
+                                 "the environment that gives an irrep of the track (0e x 1o -> 1o, 1o x 1o -> 0e, "
+                                 "...); false: only products of equal irreps, which leave the track's l > 0 part "
+                                 "empty after the first layer (how model files without this option were built)")
 
     architecture: ClassVar[str] = "allegro"
 
