@@ -130,6 +130,28 @@ def test_convolution_kernels_equal_the_pytorch_path_to_third_order():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+def test_second_derivatives_without_a_graph_sum_the_substitutions_in_one_pass(monkeypatch):
+    """A backward pass that records nothing (a training step's loss gradient) runs the summed kernels: the same
+    numbers as the PyTorch path, for every slot and for a part of them."""
+    summed = []
+    run_sum = conv_kernels._run_sum
+    monkeypatch.setattr(conv_kernels, "_run_sum", lambda wanted, *rest: summed.append(wanted) or run_sum(wanted, *rest))
+    tp, inputs, edge_index, weight_index = _convolution_case(seed=4)
+    probe = torch.randn(inputs[0].shape[0], tp.irreps_out.dim, dtype=torch.float64)
+
+    def second(kernels, wrt):
+        tp.kernels = kernels
+        out = tp.convolve(*inputs, edge_index, weight_index)
+        first = torch.autograd.grad((out * probe).sum(), inputs, create_graph=True)
+        loss = sum((g.sin() * (k + 1)).sum() for k, g in enumerate(first)) + (out ** 2).sum()
+        return torch.autograd.grad(loss, wrt)
+
+    for wrt in (inputs, inputs[2:], inputs[:2]):
+        for a, b in zip(second(True, wrt), second(False, wrt)):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert summed == [("x", "y", "w"), ("w",), ("x", "y")]
+
+
 def test_fuse_is_explicit_and_refused_in_training():
     from conftest import random_cuzr, small_model
 

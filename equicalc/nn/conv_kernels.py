@@ -92,6 +92,73 @@ def _slots_yw(xt, y, w, g, centre, nbr, by_row, row_of, p_ch, p_woff, e_ptr, e_y
                         oy[e_yoff[k]] += e_c[k] * acc
 
 
+@njit(parallel=True, fastmath=True, cache=True)
+def _node_slot_sum(src, src2, fs, y, y2, fy, w, w2, fw, wid, other, listed, ptr, p_ch, p_woff, e_ptr, e_yoff, e_c,
+                   e_src, e_dst, out):
+    """``_node_slot`` summed over substitutions: ``c w y src2 fs + c w y2 src fy + c w2 y src fw`` (a factor 0
+    with the primary array in place of an absent substitution)."""
+    for i in prange(ptr.shape[0] - 1):
+        orow = out[i]
+        for q in range(ptr[i], ptr[i + 1]):
+            e = listed[q]
+            srow, s2row, wrow, w2row = src[other[e]], src2[other[e]], w[wid[e]], w2[wid[e]]
+            yrow, y2row = y[e], y2[e]
+            for p in range(p_ch.shape[0]):
+                ch = p_ch[p]
+                wv = wrow[p_woff[p]:p_woff[p] + ch]
+                wv2 = w2row[p_woff[p]:p_woff[p] + ch]
+                for k in range(e_ptr[p], e_ptr[p + 1]):
+                    yv = e_c[k] * yrow[e_yoff[k]]
+                    a, b, d = fs * yv, fw * yv, fy * e_c[k] * y2row[e_yoff[k]]
+                    o = orow[e_dst[k]:e_dst[k] + ch]
+                    sv = srow[e_src[k]:e_src[k] + ch]
+                    sv2 = s2row[e_src[k]:e_src[k] + ch]
+                    for u in range(ch):
+                        o[u] += wv[u] * (a * sv2[u] + d * sv[u]) + b * wv2[u] * sv[u]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _slots_yw_sum(xt, x2, fx, y, y2, fy, w, w2, fw, g, g2, fg, centre, nbr, by_row, row_of, p_ch, p_woff, e_ptr,
+                  e_yoff, e_c, e_xoff, e_ooff, out_y, out_w, need_y, need_w):
+    """``_slots_yw`` summed over substitutions (as ``_node_slot_sum``): the ``w`` slot takes those of ``x``, ``y``
+    and ``g``, the ``y`` slot those of ``x``, ``w`` and ``g``."""
+    for r in prange(row_of.shape[0] - 1):
+        wrow, w2row = w[r], w2[r]
+        ow = out_w[r] if need_w else out_w[0]
+        for q in range(row_of[r], row_of[r + 1]):
+            e = by_row[q]
+            xrow, x2row, grow, g2row = xt[nbr[e]], x2[nbr[e]], g[centre[e]], g2[centre[e]]
+            yrow, y2row = y[e], y2[e]
+            oy = out_y[e] if need_y else out_y[0]
+            for p in range(p_ch.shape[0]):
+                ch = p_ch[p]
+                wv = wrow[p_woff[p]:p_woff[p] + ch]
+                wv2 = w2row[p_woff[p]:p_woff[p] + ch]
+                o = ow[p_woff[p]:p_woff[p] + ch]
+                for k in range(e_ptr[p], e_ptr[p + 1]):
+                    yv = e_c[k] * yrow[e_yoff[k]]
+                    yv2 = fy * e_c[k] * y2row[e_yoff[k]]
+                    xv = xrow[e_xoff[k]:e_xoff[k] + ch]
+                    xv2 = x2row[e_xoff[k]:e_xoff[k] + ch]
+                    gv = grow[e_ooff[k]:e_ooff[k] + ch]
+                    gv2 = g2row[e_ooff[k]:e_ooff[k] + ch]
+                    acc = 0.0
+                    if need_y and need_w:
+                        for u in range(ch):
+                            xg = fx * xv2[u] * gv[u] + fg * xv[u] * gv2[u]
+                            t = xv[u] * gv[u]
+                            o[u] += yv * xg + yv2 * t
+                            acc += wv[u] * xg + fw * wv2[u] * t
+                    elif need_w:
+                        for u in range(ch):
+                            o[u] += yv * (fx * xv2[u] * gv[u] + fg * xv[u] * gv2[u]) + yv2 * xv[u] * gv[u]
+                    else:
+                        for u in range(ch):
+                            acc += wv[u] * (fx * xv2[u] * gv[u] + fg * xv[u] * gv2[u]) + fw * wv2[u] * xv[u] * gv[u]
+                    if need_y:
+                        oy[e_yoff[k]] += e_c[k] * acc
+
+
 class ConvolutionPlan:
     """The index tables the kernels need, derived once from a ``ChannelwiseTensorProduct``."""
 
@@ -210,6 +277,40 @@ def _run(wanted, order: EdgeOrder, plan: ConvolutionPlan, x, y, w, g):
     return tuple(torch.from_numpy(out[s]) for s in wanted)
 
 
+def _run_sum(wanted, order: EdgeOrder, plan: ConvolutionPlan, args, subs):
+    """For each slot ``b`` in ``wanted``: the sum over the substitutions ``subs`` (slot -> array) in slots other
+    than ``b`` of ``dT/db`` at ``args`` with that one array substituted; one pass of the kernels per slot
+    (``_run`` would take one per substitution). No autograd: for a backward pass that records no graph."""
+    x, y, w, g = (None if t is None else t.contiguous().numpy() for t in args)
+    dtype = next(a for a in (x, y, w, g) if a is not None).dtype
+    tables = (plan.p_ch, plan.p_woff, plan.e_ptr, plan.e_yoff, plan.e_c.astype(dtype))
+    n_nodes, n_edges = order.row_ptr.shape[0] - 1, order.centre.shape[0]
+
+    def sub(slot, primary, target):  # (array, factor): the substitution, or the primary array with factor 0
+        v = subs.get(slot) if slot != target else None
+        return (primary, 0.0) if v is None else (v.contiguous().numpy(), 1.0)
+
+    out = {}
+    if "g" in wanted:
+        out["g"] = np.zeros((n_nodes, plan.dim_out), dtype=dtype)
+        _node_slot_sum(x, *sub("x", x, "g"), y, *sub("y", y, "g"), w, *sub("w", w, "g"), order.wid, order.nbr,
+                       order.by_centre, order.row_ptr, *tables, plan.e_xoff, plan.e_ooff, out["g"])
+    if "x" in wanted:
+        out["x"] = np.zeros((n_nodes, plan.dim_in), dtype=dtype)
+        _node_slot_sum(g, *sub("g", g, "x"), y, *sub("y", y, "x"), w, *sub("w", w, "x"), order.wid, order.centre,
+                       order.by_nbr, order.nbr_ptr, *tables, plan.e_ooff, plan.e_xoff, out["x"])
+    need_y, need_w = "y" in wanted, "w" in wanted
+    if need_y or need_w:
+        out_y = np.zeros((n_edges if need_y else 1, plan.dim_y), dtype=dtype)
+        out_w = np.zeros((order.row_of.shape[0] - 1 if need_w else 1, plan.dim_w), dtype=dtype)
+        # a substitution in y reaches the w slot only, one in w the y slot only: the kernel applies them so
+        _slots_yw_sum(x, *sub("x", x, None), y, *sub("y", y, None), w, *sub("w", w, None), g, *sub("g", g, None),
+                      order.centre, order.nbr, order.by_row, order.row_of, *tables, plan.e_xoff, plan.e_ooff,
+                      out_y, out_w, need_y, need_w)
+        out["y"], out["w"] = out_y, out_w
+    return tuple(torch.from_numpy(out[s]) for s in wanted)
+
+
 def _asked_for(t: torch.Tensor) -> bool:
     """Whether the running backward pass will use a gradient for ``t``: a loss gradient taken with respect to
     the parameters alone (``backward(inputs=...)``) needs none for the edge harmonics, whose gradient only
@@ -242,6 +343,13 @@ class Partials(torch.autograd.Function):
         args = list(ctx.saved_tensors)
         grads = [None] * 4
         asked = [ctx.needs_input_grad[3 + k] and _asked_for(t) for k, t in enumerate(args)]
+        subs = {s: v for s, v in zip(ctx.wanted, cotangents) if v is not None}
+        if not torch.is_grad_enabled() and len(subs) > 1 and all(t is not None for t in args):
+            # nothing differentiates this pass: one sum over the substitutions per slot
+            needed = tuple(b for k, b in enumerate(SLOTS) if asked[k] and any(s != b for s in subs))
+            for b, grad in zip(needed, _run_sum(needed, ctx.order, ctx.plan, args, subs)):
+                grads[SLOTS.index(b)] = grad
+            return (None, None, None, *grads)
         for s, v in zip(ctx.wanted, cotangents):
             own = SLOTS.index(s)
             needed = tuple(b for k, b in enumerate(SLOTS) if k != own and asked[k])
