@@ -57,7 +57,7 @@ class EquiCalc(Calculator):
             inference-only forms derived from the weights (``equicalc.nn.nequip``).
         keep_freed_memory: on a CPU, let the process keep the large blocks it frees for
             reuse (``equicalc.memory``: on Linux with glibc, 20-35 % off a 2000-atom
-            step, at the price of a resident memory that stays at its peak); process-wide.
+            step, at the price of up to 512 MiB kept after a large calculation); process-wide.
 
     Properties: ``energy``, ``free_energy`` (eV), ``energies`` (eV per atom),
     ``forces`` (eV/Å), ``stress`` (eV/Å^3, Voigt; fully periodic cells only).
