@@ -21,6 +21,10 @@ slot runs over centre atoms (edges sorted by centre), the ``x`` slot over
 neighbour atoms (edges listed by neighbour), the ``y`` and ``w`` slots together
 over the weight rows (the edges listed by row), so a pair's weight gradient is
 summed in place. Features are in the kernels' (m, u) layout (``ConvolutionPlan``).
+A backward pass that records no graph (a training step's loss gradient) gets
+every cotangent of a call at once and sums the substitutions of each slot in
+one pass of the ``_sum`` kernels (``_run_sum``) instead of one pass per
+substitution.
 A backward pass skips the gradients that the autograd engine will not use (the
 edge harmonics' when a loss gradient is taken for the weights alone).
 """
