@@ -323,6 +323,7 @@ class SkinNeighborList:
                 "shifts": g.shifts,
                 "edge_pair": edge_pair_index(g.edge_index, g.shifts),
             }
+            ref["n_pairs"] = int(ref["edge_pair"].max()) + 1 if ref["edge_pair"].numel() else 0
             if bool(graph.pbc[0].all()):
                 ref["frac"] = graph.positions @ cell_inverse(graph.cell[0])
             self._ref = ref
@@ -332,15 +333,14 @@ class SkinNeighborList:
         if self.skin > 0:
             vec = g.edge_vectors()
             keep = (vec * vec).sum(1) < self.cutoff * self.cutoff
-            g = g.with_edges(ref["edge_index"][:, keep], ref["shifts"][keep], _kept_pairs(ref["edge_pair"], keep))
+            g = g.with_edges(ref["edge_index"][:, keep], ref["shifts"][keep], _kept_pairs(ref["edge_pair"], ref["n_pairs"], keep))
         return g
 
 
-def _kept_pairs(edge_pair: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The pair ids of the kept edges, renumbered 0..P'-1 in their old order (no sort)."""
+def _kept_pairs(edge_pair: torch.Tensor, n_pairs: int, keep: torch.Tensor) -> torch.Tensor:
+    """The pair ids (0..n_pairs-1) of the kept edges, renumbered 0..P'-1 in their old order (no sort)."""
     kept = edge_pair[keep]
-    present = torch.zeros(int(edge_pair.max()) + 1 if edge_pair.numel() else 0, dtype=torch.long,
-                          device=edge_pair.device)
+    present = torch.zeros(n_pairs, dtype=torch.long, device=edge_pair.device)
     present[kept] = 1
     return torch.index_select(torch.cumsum(present, 0) - 1, 0, kept)
 
