@@ -1,4 +1,4 @@
-"""The radial networks: with folded constants (``radial_mlp``) and tabulated (``RadialTable``), against e3nn's
+"""The radial networks: with folded constants (``folded_mlp``) and tabulated (``RadialTable``), against e3nn's
 networks themselves, in float64."""
 import copy
 
@@ -21,15 +21,15 @@ def networks(model, r):
 
 
 @pytest.mark.parametrize("out_act", [False, True])
-def test_radial_mlp_with_folded_constants_equals_the_e3nn_network(out_act):
+def test_folded_mlp_with_folded_constants_equals_the_e3nn_network(out_act):
     from e3nn.nn import FullyConnectedNet
 
-    from equicalc.nn.radial import radial_mlp
+    from equicalc.nn.mlp import folded_mlp
 
     torch.manual_seed(0)
     net = FullyConnectedNet([8, 16, 16, 12], torch.nn.functional.silu, out_act=out_act).double()
     x = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
-    a, b = net(x), radial_mlp(net, x)
+    a, b = net(x), folded_mlp(net, x)
     torch.testing.assert_close(b, a, rtol=0, atol=1e-13)
     ga = torch.autograd.grad(a.pow(2).sum(), [x, *net.parameters()])
     gb = torch.autograd.grad(b.pow(2).sum(), [x, *net.parameters()])
@@ -38,7 +38,7 @@ def test_radial_mlp_with_folded_constants_equals_the_e3nn_network(out_act):
 
 
 def test_silu_of_the_radial_networks_equals_pytorchs_to_the_third_derivative():
-    from equicalc.nn.radial import _SiLU
+    from equicalc.nn.mlp import _SiLU
 
     x = torch.randn(40, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(_SiLU.apply, (x,))

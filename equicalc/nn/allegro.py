@@ -31,6 +31,7 @@ from e3nn.nn import FullyConnectedNet
 from torch import nn
 
 from .common import EnergyModel
+from .mlp import folded_mlp
 from .radial import BesselBasis, polynomial_envelope
 from .specs import AllegroSpec
 
@@ -41,6 +42,15 @@ def _mlp(dims: List[int]) -> FullyConnectedNet:
     return FullyConnectedNet(dims, torch.nn.functional.silu)
 
 
+def _blocks(t: torch.Tensor, irreps: o3.Irreps) -> List[torch.Tensor]:
+    """(E, dim, C) with the m of every l stacked on dim 1 -> the tensor track's blocks, one (E, 2l+1, C) per irrep."""
+    out, start = [], 0
+    for _, ir in irreps:
+        out.append(t.narrow(1, start, ir.dim))
+        start += ir.dim
+    return out
+
+
 class _EnvWeights(nn.Module):
     """Per-channel, per-l weights of the spherical harmonics from the scalar track."""
 
@@ -49,18 +59,25 @@ class _EnvWeights(nn.Module):
         self.channels, self.l_max = channels, l_max
         self.linear = nn.Linear(num_scalar, channels * (l_max + 1), bias=False)
         nn.init.normal_(self.linear.weight, std=num_scalar ** -0.5)
-        # index expanding per-l weights to every m of each l: [0, 1, 1, 1, 2, 2, 2, 2, 2, ...]
-        self.register_buffer("l_of_m", torch.tensor([l for l in range(l_max + 1) for _ in range(2 * l + 1)]),
-                             persistent=False)
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
-        """``x`` (E, num_scalar), ``sh`` (E, (l_max+1)^2) -> (E, channels, (l_max+1)^2)."""
-        w = self.linear(x).view(-1, self.channels, self.l_max + 1)
-        return w[:, :, self.l_of_m] * sh.unsqueeze(1)
+        """``x`` (E, num_scalar), ``sh`` (E, (l_max+1)^2) -> (E, (l_max+1)^2, channels): the weight of
+        channel c and degree l (row ``c (l_max+1) + l`` of the linear map) times every m of that l."""
+        c, n_l = self.channels, self.l_max + 1
+        weight = self.linear.weight.view(c, n_l, -1).transpose(0, 1).reshape(c * n_l, -1)  # rows by (l, c)
+        w = torch.mm(x, weight.t()).view(-1, n_l, c)
+        w = torch.cat([w.narrow(1, l, 1).expand(-1, 2 * l + 1, -1) for l in range(n_l)], dim=1)
+        return w * sh.unsqueeze(-1)
 
 
 class AllegroLayer(nn.Module):
-    """One Allegro layer: environment, tensor product, channel mixing, scalar-track MLP."""
+    """One Allegro layer: environment, tensor product, channel mixing, scalar-track MLP.
+
+    ``tp`` and ``linear`` are e3nn's modules and define the layer (and its
+    weights); forward computes the same products in closed form on the track's
+    blocks (``_channelwise``) and applies the linear map per irrep as one
+    matrix product (``_mix``), without e3nn's flat layout.
+    """
 
     def __init__(self, irreps_tensor: o3.Irreps, channels: int, l_max: int, num_scalar: int,
                  mlp_hidden: int, mlp_layers: int, avg_num_neighbors: float, full_products: bool = True):
@@ -69,24 +86,40 @@ class AllegroLayer(nn.Module):
         self.irreps_tensor = irreps_tensor
         self.tp = _channelwise_products(irreps_tensor, full_products)
         self.linear = o3.Linear(self.tp.irreps_out, irreps_tensor)
-        n_scalars = sum(mul for mul, ir in self.tp.irreps_out if ir == o3.Irrep("0e"))
-        self.register_buffer("scalar_mask", torch.cat([
-            torch.full((mul * ir.dim,), ir == o3.Irrep("0e"), dtype=torch.bool) for mul, ir in self.tp.irreps_out
-        ]), persistent=False)
+        self.products = [_product_form(self.tp, ins) for ins in self.tp.instructions]
+        self.scalar_outputs = [k for k, (_, ir) in enumerate(self.tp.irreps_out) if ir == o3.Irrep("0e")]
+        n_scalars = sum(self.tp.irreps_out[k].mul for k in self.scalar_outputs)
         self.mlp = _mlp([num_scalar + n_scalars] + [mlp_hidden] * mlp_layers + [num_scalar])
         self.inv_sqrt_neighbors = float(avg_num_neighbors) ** -0.5
 
-    def forward(self, x, v, sh_full, env, centre, n_nodes):
-        """Update the scalar track ``x`` (E, S) and the tensor track ``v`` (E, dim) of every pair."""
-        w_sh = self.env_weights(x, sh_full)  # (E, C, (l+1)^2)
+    def forward(self, x, v, sh, env, centre, n_nodes):
+        """Update the scalar track ``x`` (E, S) and the tensor track ``v`` (blocks (E, 2l+1, C)) of every pair."""
+        w_sh = self.env_weights(x, sh)  # (E, (l+1)^2, C)
         gamma = torch.zeros((n_nodes,) + w_sh.shape[1:], dtype=w_sh.dtype, device=w_sh.device)
         gamma = gamma.index_add_(0, centre, w_sh) * self.inv_sqrt_neighbors
-        gamma_e = _to_irreps_layout(torch.index_select(gamma, 0, centre), self.irreps_tensor)
-        prod = self.tp(v, gamma_e)
-        v_new = self.linear(prod)
-        scalars = prod[:, self.scalar_mask]
-        x_new = self.mlp(torch.cat([x, scalars], dim=1)) * env.unsqueeze(-1)
-        return (x + x_new) * 2 ** -0.5, v_new
+        gamma_e = _blocks(torch.index_select(gamma, 0, centre), self.irreps_tensor)
+        prod = [_channelwise(form, v[ins.i_in1], gamma_e[ins.i_in2])
+                for form, ins in zip(self.products, self.tp.instructions)]
+        scalars = [prod[k].reshape(prod[k].shape[0], -1) for k in self.scalar_outputs]
+        x_new = folded_mlp(self.mlp, torch.cat([x] + scalars, dim=1)) * env.unsqueeze(-1)
+        return (x + x_new) * 2 ** -0.5, self._mix(prod)
+
+    def _mix(self, prod: List[torch.Tensor]) -> List[torch.Tensor]:
+        """e3nn's ``linear`` on the product blocks: per output irrep, one (E (2l+1), sum of C) x (sum of C, C) product."""
+        inputs = [[] for _ in self.irreps_tensor]
+        weights = [[] for _ in self.irreps_tensor]
+        for ins, w in zip(self.linear.instructions, self.linear.weight_views()):
+            inputs[ins.i_out].append(prod[ins.i_in])
+            weights[ins.i_out].append(w * ins.path_weight)
+        out = []
+        for (mul, ir), xs, ws in zip(self.irreps_tensor, inputs, weights):
+            if not xs:  # no product reaches this irrep (equal-irrep products): e3nn's linear gives zeros
+                out.append(prod[0].new_zeros(prod[0].shape[0], ir.dim, mul))
+                continue
+            stacked = torch.cat(xs, dim=2) if len(xs) > 1 else xs[0]
+            y = torch.mm(stacked.reshape(-1, stacked.shape[2]), torch.cat(ws, dim=0))
+            out.append(y.view(-1, ir.dim, mul))
+        return out
 
 
 def _channelwise_products(irreps: o3.Irreps, full: bool) -> o3.TensorProduct:
@@ -106,14 +139,29 @@ def _channelwise_products(irreps: o3.Irreps, full: bool) -> o3.TensorProduct:
     return o3.TensorProduct(irreps, irreps, o3.Irreps(out), instructions)
 
 
-def _to_irreps_layout(t: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
-    """(E, C, (l_max+1)^2) channel-major per m -> e3nn layout of ``C x l`` blocks (E, dim)."""
-    blocks, start = [], 0
-    for mul, ir in irreps:
-        d = ir.dim
-        blocks.append(t[:, :, start:start + d].reshape(t.shape[0], mul * d))
-        start += d
-    return torch.cat(blocks, dim=1)
+def _product_form(tp: o3.TensorProduct, ins) -> tuple:
+    """A "uuu" path of ``tp`` in closed form: ("scale_left" | "scale_right" | "dot", factor) where its
+    Wigner 3j symbol is a multiple of the identity, else ("general", path_weight x 3j symbol)."""
+    l1, l2, l3 = (tp.irreps_in1[ins.i_in1].ir.l, tp.irreps_in2[ins.i_in2].ir.l, tp.irreps_out[ins.i_out].ir.l)
+    w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * ins.path_weight
+    for kind, matrix, ok in (("scale_left", w3j[0] if l1 == 0 else None, l1 == 0),
+                             ("scale_right", w3j[:, 0] if l2 == 0 else None, l2 == 0),
+                             ("dot", w3j[:, :, 0] if l3 == 0 else None, l3 == 0 and l1 == l2)):
+        if ok and torch.allclose(matrix, matrix[0, 0] * torch.eye(len(matrix), dtype=torch.float64), atol=1e-14):
+            return kind, float(matrix[0, 0])
+    return "general", w3j
+
+
+def _channelwise(form: tuple, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """One path of the channel-wise product of blocks ``a`` (E, 2 l1 + 1, C) and ``b`` (E, 2 l2 + 1, C)."""
+    kind, factor = form
+    if kind == "scale_left":
+        return (a * factor) * b
+    if kind == "scale_right":
+        return a * (b * factor)
+    if kind == "dot":
+        return (a * b).sum(dim=1, keepdim=True) * factor
+    return torch.einsum("zic,zjc,ijk->zkc", a, b, factor.to(a.dtype))
 
 
 class Allegro(EnergyModel):
@@ -173,11 +221,11 @@ class Allegro(EnergyModel):
         onehot = torch.nn.functional.one_hot(types, n_species).to(edge_vectors.dtype)
         pair_in = torch.cat([torch.index_select(onehot, 0, centre), torch.index_select(onehot, 0, neighbour),
                              self.basis(r)], dim=1)
-        x = self.two_body(pair_in) * env.unsqueeze(-1)
+        x = folded_mlp(self.two_body, pair_in) * env.unsqueeze(-1)
         sh = self.spherical_harmonics(edge_vectors)
-        v = _to_irreps_layout(self.initial_weights(x, sh), self.irreps_tensor)
+        v = _blocks(self.initial_weights(x, sh), self.irreps_tensor)
         for layer in self.layers:
             x, v = layer(x, v, sh, env, centre, n)
-        pair_energy = self.readout(x).squeeze(-1) * env
+        pair_energy = folded_mlp(self.readout, x).squeeze(-1) * env
         e = torch.zeros(n, dtype=pair_energy.dtype, device=pair_energy.device).index_add_(0, centre, pair_energy)
         return self.with_repulsion(self.scale_shift(e, types), types, edge_index, r)

@@ -22,7 +22,8 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch import nn
 
 from .common import EnergyModel
-from .radial import RadialEmbedding, radial_mlp
+from .mlp import folded_mlp
+from .radial import RadialEmbedding
 from .radial_table import RadialTable
 from .specs import NequIPSpec
 from .tensor_product import ChannelwiseTensorProduct
@@ -323,7 +324,7 @@ class NequIP(EnergyModel):
         if self.radial_table is not None:
             return self.radial_table(r), edge_pair
         emb = self.radial(r)
-        return [radial_mlp(layer.radial_net, emb) for layer in self.layers], edge_pair
+        return [folded_mlp(layer.radial_net, emb) for layer in self.layers], edge_pair
 
     def forward(self, numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 edge_pair=None, layer_edges=None) -> torch.Tensor:
