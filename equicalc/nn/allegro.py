@@ -144,10 +144,10 @@ def _product_form(tp: o3.TensorProduct, ins) -> tuple:
     Wigner 3j symbol is a multiple of the identity, else ("general", path_weight x 3j symbol)."""
     l1, l2, l3 = (tp.irreps_in1[ins.i_in1].ir.l, tp.irreps_in2[ins.i_in2].ir.l, tp.irreps_out[ins.i_out].ir.l)
     w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * ins.path_weight
-    for kind, matrix, ok in (("scale_left", w3j[0] if l1 == 0 else None, l1 == 0),
-                             ("scale_right", w3j[:, 0] if l2 == 0 else None, l2 == 0),
-                             ("dot", w3j[:, :, 0] if l3 == 0 else None, l3 == 0 and l1 == l2)):
-        if ok and torch.allclose(matrix, matrix[0, 0] * torch.eye(len(matrix), dtype=torch.float64), atol=1e-14):
+    candidates = ([("scale_left", w3j[0])] if l1 == 0 else []) + ([("scale_right", w3j[:, 0])] if l2 == 0 else []) \
+        + ([("dot", w3j[:, :, 0])] if l3 == 0 and l1 == l2 else [])
+    for kind, matrix in candidates:
+        if torch.allclose(matrix, matrix[0, 0] * torch.eye(len(matrix), dtype=torch.float64), atol=1e-14):
             return kind, float(matrix[0, 0])
     return "general", w3j
 
@@ -161,7 +161,7 @@ def _channelwise(form: tuple, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a * (b * factor)
     if kind == "dot":
         return (a * b).sum(dim=1, keepdim=True) * factor
-    return torch.einsum("zic,zjc,ijk->zkc", a, b, factor.to(a.dtype))
+    return torch.einsum("zic,zjc,ijk->zkc", a, b, factor.to(a))
 
 
 class Allegro(EnergyModel):
