@@ -1,0 +1,150 @@
+"""How many Bessel functions a model needs to follow the reference's radial functions.
+
+A NequIP or Allegro model sees a pair distance only through ``num_basis`` Bessel
+functions ``sin(n pi r / r_c) / (r / r_c)`` times the cutoff envelope, fed to a
+network (NequIP's radial networks, Allegro's two-body network). The Mendelev
+Cu–Zr EAM is built from pair and density functions with knots a few tenths of an
+Å apart, out to 7.6 Å. This script fits all seven of them (three pair functions
+phi, four density functions rho) with one such network: N Bessel functions
+times the envelope, two hidden layers of 64 SiLU units, one output per function,
+to their values and slopes at the pair distances of the condensed test frames.
+It then writes the EAM with the fitted functions (the embedding functions and
+everything below 1.5 Å unchanged) and prints the force error against the true
+EAM on those frames: what the basis alone costs a model that learnt the
+reference's functions perfectly otherwise.
+
+    python data/cuzr/basis_floor.py [--num-basis 10 16 24 32] [--steps 4000] [--every 2]
+
+Needs ``pip install -e ".[reference]"`` (matscipy reads and writes the EAM file). About two
+minutes per basis size on one core.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+R_MIN = 1.5  # Å: below this the tables are kept (the models' ZBL term covers it)
+PAIRS = [(0, 0), (0, 1), (1, 1)]  # pair functions phi (symmetric)
+DENSITIES = [(0, 0), (0, 1), (1, 0), (1, 1)]  # density functions rho of eam/fs
+
+
+class RadialNetwork(torch.nn.Module):
+    """``MLP(B(r) u(r)) u(r)``: N Bessel functions times the polynomial envelope, 2 x 64 SiLU, ``outputs`` values."""
+
+    def __init__(self, num_basis: int, r_max: float, outputs: int):
+        super().__init__()
+        from equicalc.nn.radial import RadialEmbedding
+
+        self.embedding = RadialEmbedding(r_max, num_basis)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(num_basis, 64), torch.nn.SiLU(), torch.nn.Linear(64, 64),
+                                       torch.nn.SiLU(), torch.nn.Linear(64, outputs))
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        from equicalc.nn.radial import polynomial_envelope
+
+        envelope = polynomial_envelope(r / self.embedding.r_max, self.embedding.p)
+        return self.mlp(self.embedding(r)) * envelope.unsqueeze(-1)
+
+
+def value_and_slope(net, r: torch.Tensor, h: float = 1e-4):
+    """The network's values and their central-difference slopes (float64: error about 1e-8 relative)."""
+    return net(r), (net(r + h) - net(r - h)) / (2 * h)
+
+
+def fit(num_basis: int, r: np.ndarray, targets: np.ndarray, slopes: np.ndarray, steps: int, seed: int = 0):
+    """A ``RadialNetwork`` fitted to ``targets`` and ``slopes`` (P, F) at distances ``r`` (P,), each function
+    weighted by the spread of its slope; Adam with a cosine schedule."""
+    torch.manual_seed(seed)
+    net = RadialNetwork(num_basis, 7.6, targets.shape[1]).double()
+    r_all, y_all, dy_all = (torch.as_tensor(a) for a in (r, targets, slopes))
+    scale = dy_all.std(dim=0)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        pick = torch.randint(len(r_all), (4096,), generator=gen)
+        y, dy = value_and_slope(net, r_all[pick])
+        loss = (((y - y_all[pick]) / scale) ** 2).mean() + (((dy - dy_all[pick]) / scale) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return net
+
+
+def fitted_potential(tables, net, target: Path) -> None:
+    """Write the EAM of ``tables`` with its pair and density functions replaced by ``net``'s above ``R_MIN``."""
+    from matscipy.calculators.eam.io import write_eam
+
+    source, par, embedding, density, pair = tables
+    grid = np.arange(pair.shape[-1]) * par.distance_grid_spacing
+    above = grid >= R_MIN
+    with torch.no_grad():
+        values = net(torch.as_tensor(grid[above])).numpy()
+    pair, density = pair.copy(), density.copy()
+    for k, (a, b) in enumerate(PAIRS):
+        pair[a, b, above] = pair[b, a, above] = grid[above] * values[:, k]  # the file holds r phi(r)
+    for k, (a, b) in enumerate(DENSITIES):
+        density[a, b, above] = values[:, len(PAIRS) + k]
+    write_eam(source, par, embedding, density, pair, str(target), kind="eam/fs")
+
+
+def basis_errors(num_basis_list, steps: int = 4000, every: int = 2) -> dict:
+    """{num_basis: (MAE, RMSE)} of the forces of the fitted EAM against the EAM's, meV/Å, condensed test frames."""
+    from ase.calculators.eam import EAM as TableSplines
+    from ase.neighborlist import neighbor_list
+    from matscipy.calculators.eam import EAM
+    from matscipy.calculators.eam.io import read_eam
+
+    from equicalc.data import read_frames
+    from equicalc.reference import eam_potential_file
+    from ship import CONDENSED_TYPES
+
+    source = eam_potential_file()
+    frames = [f.atoms for f in read_frames(HERE / "test.extxyz.gz")
+              if f.atoms.info.get("config_type") in CONDENSED_TYPES][::every]
+    splines = TableSplines(potential=str(source))  # the functions as cubic splines, with their slopes
+    r = np.concatenate([neighbor_list("d", atoms, 7.6) for atoms in frames])
+    functions = [splines.phi[a, b] for a, b in PAIRS] + [splines.electron_density[a, b] for a, b in DENSITIES]
+    targets = np.stack([f(r) for f in functions], axis=1)
+    slopes = np.stack([f.derivative()(r) for f in functions], axis=1)
+    tables = read_eam(str(source), kind="eam/fs")
+
+    def forces(calc):
+        out = []
+        for atoms in frames:
+            atoms = atoms.copy()
+            atoms.calc = calc
+            out.append(atoms.get_forces())
+        return np.concatenate(out)
+
+    reference = forces(EAM(str(source), kind="eam/fs"))
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for num_basis in num_basis_list:
+            path = Path(tmp) / f"basis{num_basis}.eam.fs"
+            fitted_potential(tables, fit(num_basis, r, targets, slopes, steps), path)
+            diff = (forces(EAM(str(path), kind="eam/fs")) - reference) * 1e3
+            results[num_basis] = (float(np.abs(diff).mean()), float(np.sqrt((diff ** 2).mean())))
+            print(f"{num_basis} Bessel functions: force MAE {results[num_basis][0]:.1f}, RMSE "
+                  f"{results[num_basis][1]:.1f} meV/Å ({len(frames)} condensed test frames)", flush=True)
+    return results
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num-basis", type=int, nargs="+", default=[10, 16, 24, 32])
+    parser.add_argument("--steps", type=int, default=4000, help="Adam steps per fit (default 4000)")
+    parser.add_argument("--every", type=int, default=2, help="use every n-th condensed test frame (default 2)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    basis_errors(args.num_basis, args.steps, args.every)
+
+
+if __name__ == "__main__":
+    main()
