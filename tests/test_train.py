@@ -293,39 +293,6 @@ def test_fine_tuning_may_add_the_zbl_repulsion(tmp_path):
         _initial_model(cfg)
 
 
-@pytest.mark.parametrize("architecture", ["nequip", "allegro"])
-def test_fine_tuning_may_add_bessel_functions_to_the_same_function(architecture, tmp_path):
-    """A larger ``num_basis`` starts from the given model's function: the added functions have zero weights."""
-    from conftest import random_cuzr
-
-    from equicalc.graph import AtomicGraph
-    from equicalc.model_io import build_model, save_model
-    from equicalc.nn.forces import compute_properties
-    from equicalc.train.loop import _initial_model
-
-    extra = {"num_features": 4} if architecture == "nequip" else {"num_tensor_features": 2, "mlp_hidden": 8}
-    base = build_model(architecture, species=["Cu", "Zr"], dtype="float64", seed=0, r_max=4.0, num_layers=2,
-                       num_basis=6, **extra)
-    save_model(base, tmp_path / "base.pth")
-    cfg = config_from_dict({"data": {"train": "x.extxyz"}, "model": {
-        "architecture": architecture, "init_from": "base.pth", "dtype": "float64", "num_basis": 10}},
-        base_dir=tmp_path)
-    wide = _initial_model(cfg)
-    assert wide.spec.num_basis == 10
-    graph = AtomicGraph.from_atoms(random_cuzr(seed=3)).build_neighbors(4.0)
-    a, b = compute_properties(base, graph), compute_properties(wide, graph)
-    for key in ("energy", "forces", "stress"):
-        torch.testing.assert_close(b[key], a[key], rtol=1e-12, atol=1e-12)
-    first = dict(wide.named_parameters())["layers.0.radial_net.layer0.weight" if architecture == "nequip"
-                                           else "two_body.layer0.weight"]
-    graph = AtomicGraph.from_atoms(random_cuzr(seed=3)).build_neighbors(4.0)
-    grad, = torch.autograd.grad(compute_properties(wide, graph, forces=False, stress=False)["energy"].sum(), first)
-    assert grad[-4:].abs().min() > 0  # the added functions are live: their weights learn
-    cfg.model.options["num_basis"] = 4  # fewer would drop weights
-    with pytest.raises(ValueError, match="num_basis may only grow"):
-        _initial_model(cfg)
-
-
 def test_error_metrics_by_group_match_each_subset(emt_files, capsys):
     from equicalc.model_io import build_model
     from equicalc.evaluate import error_metrics, error_metrics_by_group, predict

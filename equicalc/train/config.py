@@ -62,8 +62,7 @@ class ModelConfig:
     seed: int = option(0, "seed of the weight initialisation")
     init_from: Optional[str] = option(None, "fine-tuning: start from the weights, shifts and scale of this model file "
                                         "(.pth) or checkpoint (.pt), relative to the config file; options given "
-                                        "here must agree with it, except the ZBL options and a larger num_basis "
-                                        "(added Bessel functions start with zero weights)")
+                                        "here must agree with it")
     options: Dict[str, Any] = option({}, "(the architecture's hyperparameters, given directly under `model:`)")
 
 

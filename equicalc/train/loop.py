@@ -681,12 +681,7 @@ REPULSION_OPTIONS = ("zbl", "zbl_inner", "zbl_outer")
 
 
 def _initial_model(cfg: Config):
-    """The model named by ``model.init_from`` (checkpoint: its EMA weights), checked against the config.
-
-    Two options may differ from the file's, and the network starts as the same function: the ZBL
-    term's (it has no weights), and a larger ``num_basis`` (the added Bessel functions start with
-    zero weights; ``_widen_basis``).
-    """
+    """The model named by ``model.init_from`` (checkpoint: its EMA weights), checked against the config."""
     path = Path(cfg.model.init_from)
     if not path.is_file():
         raise FileNotFoundError(f"model.init_from: no file {path}")
@@ -695,47 +690,17 @@ def _initial_model(cfg: Config):
         raise ValueError(f"model.init_from: {path} is a {model.spec.architecture} model but model.architecture is "
                          f"{cfg.model.architecture!r}")
     changed = {key: value for key, value in cfg.model.options.items() if model.config.get(key) != value}
-    kept = {key: changed.pop(key) for key in REPULSION_OPTIONS if key in changed}
-    if "num_basis" in changed and changed["num_basis"] > model.spec.num_basis:
-        kept["num_basis"] = changed.pop("num_basis")
+    repulsion = {key: changed.pop(key) for key in REPULSION_OPTIONS if key in changed}
     for key, value in changed.items():
         raise ValueError(f"model.init_from: model.{key} is {value!r} in the config but "
-                         f"{model.config.get(key)!r} in {path}; drop it from the config"
-                         + (" (num_basis may only grow)" if key == "num_basis" else ""))
-    if kept:
+                         f"{model.config.get(key)!r} in {path}; drop it from the config")
+    if repulsion:  # the ZBL term has no weights: the same network with or without it
         metadata = model.metadata
         state = model.state_dict()
-        old_num_basis = model.spec.num_basis
-        model = build_model(replace(model.spec, **kept), dtype=model.scale_shift.scales.dtype)
-        model.load_state_dict(_widen_basis(state, model.state_dict(), old_num_basis), strict=True)
+        model = build_model(replace(model.spec, **repulsion), dtype=model.scale_shift.scales.dtype)
+        model.load_state_dict(state, strict=True)
         model.metadata = metadata
     return model.to(resolve_dtype(cfg.model.dtype))
-
-
-def _widen_basis(state: dict, fresh: dict, old_num_basis: int) -> dict:
-    """``state`` of a model with ``old_num_basis`` Bessel functions, for the larger model whose fresh state is
-    ``fresh``: the functions n = 1..old_num_basis keep their frequencies and weights, the added ones
-    take their frequencies from ``fresh`` and zero weights.
-
-    The first layer of every network that reads the basis (NequIP's radial networks, Allegro's
-    two-body network, whose inputs end with the basis) gets zero rows for the added functions,
-    and its old rows are scaled by sqrt(new inputs / old inputs), undoing the change of e3nn's
-    1/sqrt(inputs) normalisation: the model computes the same function.
-    """
-    out = {}
-    for key, value in state.items():
-        target = fresh[key].shape
-        if value.shape == target:
-            out[key] = value
-        elif key.endswith("basis.freqs"):
-            out[key] = torch.cat([value, fresh[key][old_num_basis:].to(value)])
-        elif key.endswith("radial_net.layer0.weight") or key == "two_body.layer0.weight":
-            added = target[0] - value.shape[0]
-            out[key] = torch.cat([value * math.sqrt(target[0] / value.shape[0]), value.new_zeros(added, target[1])])
-        else:
-            raise ValueError(f"model.init_from: {key} has shape {tuple(value.shape)}, the config's model "
-                             f"{tuple(target)}")
-    return out
 
 
 def _finish(run: TrainingRun) -> dict:
