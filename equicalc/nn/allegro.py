@@ -100,7 +100,7 @@ class AllegroLayer(nn.Module):
         gamma_e = _blocks(torch.index_select(gamma, 0, centre), self.irreps_tensor)
         prod = [_channelwise(form, v[ins.i_in1], gamma_e[ins.i_in2])
                 for form, ins in zip(self.products, self.tp.instructions)]
-        scalars = [prod[k].reshape(prod[k].shape[0], -1) for k in self.scalar_outputs]
+        scalars = [prod[k].flatten(1) for k in self.scalar_outputs]
         x_new = folded_mlp(self.mlp, torch.cat([x] + scalars, dim=1)) * env.unsqueeze(-1)
         return (x + x_new) * 2 ** -0.5, self._mix(prod)
 
