@@ -248,7 +248,8 @@ def test_a_run_resumes_only_with_what_started_it(emt_data, tmp_path, capsys):
     with pytest.raises(FileExistsError, match="--restart.*--overwrite"):
         train(_config(emt_data, run, max_epochs=2), show_progress=False, echo=False)
     (run / "checkpoint_last.pt.abc123.tmp").write_bytes(b"left by a kill")
-    train(_config(emt_data, run, max_epochs=2), restart=True, show_progress=False, echo=False)  # more epochs: fine
+    # more epochs and a more patient schedule: fine
+    train(_config(emt_data, run, max_epochs=2, plateau_patience=20), restart=True, show_progress=False, echo=False)
     assert not list(run.glob("*.tmp"))
     train(_config(emt_data, run, max_epochs=1), overwrite=True, show_progress=False, echo=False)
     printed = capsys.readouterr().out

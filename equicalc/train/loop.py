@@ -374,7 +374,7 @@ RUN_FILES = ("checkpoint_last.pt", "checkpoint_best.pt", "metrics.csv", "log.txt
 # (training.batch_size may change with the number of processes when the batch of a step stays the same)
 RESUMABLE_CHANGES = {"run_dir", "model_path", "training.max_epochs", "training.max_minutes", "training.num_threads",
                      "training.device", "training.eval_batch_size", "training.early_stopping_patience",
-                     "training.batch_size"}
+                     "training.plateau_patience", "training.batch_size"}
 
 
 def _open_run_dir(cfg: Config, run_dir: Path, restart: bool, overwrite: bool):
