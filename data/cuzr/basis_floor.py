@@ -124,6 +124,7 @@ def basis_errors(num_basis_list, steps: int = 300, every: int = 10) -> dict:
 
     from equicalc.data import read_frames
     from equicalc.reference import eam_potential_file
+    from cutoff_floor import frame_forces
     from ship import CONDENSED_TYPES
 
     source = eam_potential_file()
@@ -136,21 +137,13 @@ def basis_errors(num_basis_list, steps: int = 300, every: int = 10) -> dict:
     slopes = np.stack([f.derivative()(r) for f in functions], axis=1)
     tables = read_eam(str(source), kind="eam/fs")
 
-    def forces(calc):
-        out = []
-        for atoms in frames:
-            atoms = atoms.copy()
-            atoms.calc = calc
-            out.append(atoms.get_forces())
-        return np.concatenate(out)
-
-    reference = forces(EAM(str(source), kind="eam/fs"))
+    reference = frame_forces(EAM(str(source), kind="eam/fs"), frames)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for num_basis in num_basis_list:
             path = Path(tmp) / f"basis{num_basis}.eam.fs"
             fitted_potential(tables, fit(num_basis, r, targets, slopes, steps), path)
-            diff = (forces(EAM(str(path), kind="eam/fs")) - reference) * 1e3
+            diff = (frame_forces(EAM(str(path), kind="eam/fs"), frames) - reference) * 1e3
             results[num_basis] = (float(np.abs(diff).mean()), float(np.sqrt((diff ** 2).mean())))
             print(f"{num_basis} Bessel functions: force MAE {results[num_basis][0]:.1f}, RMSE "
                   f"{results[num_basis][1]:.1f} meV/Å ({len(frames)} condensed test frames)", flush=True)

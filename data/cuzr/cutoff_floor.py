@@ -33,6 +33,16 @@ def truncated_potential(source: Path, cutoff: float, target: Path, width: float 
     write_eam(src, par, embedding, density * switch, pair * switch, str(target), kind="eam/fs")
 
 
+def frame_forces(calc, atoms_list) -> np.ndarray:
+    """Forces (eV/Å) of every structure of ``atoms_list`` with ``calc``, stacked: (total atoms, 3)."""
+    out = []
+    for atoms in atoms_list:
+        atoms = atoms.copy()
+        atoms.calc = calc
+        out.append(atoms.get_forces())
+    return np.concatenate(out)
+
+
 def far_field_errors(cutoffs, every: int = 1) -> dict:
     """{cutoff (Å): (MAE, RMSE)} of the force part carried by pairs beyond the cutoff, meV/Å, on the test split."""
     from matscipy.calculators.eam import EAM
@@ -44,21 +54,14 @@ def far_field_errors(cutoffs, every: int = 1) -> dict:
     frames = read_frames(HERE / "test.extxyz.gz")[::every]
     full = EAM(str(source), kind="eam/fs")
 
-    def forces(calc):
-        out = []
-        for frame in frames:
-            atoms = frame.atoms.copy()
-            atoms.calc = calc
-            out.append(atoms.get_forces())
-        return np.concatenate(out)
-
-    reference = forces(full)
+    atoms_list = [frame.atoms for frame in frames]
+    reference = frame_forces(full, atoms_list)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for cutoff in cutoffs:
             path = Path(tmp) / f"cut{cutoff:g}.eam.fs"
             truncated_potential(source, cutoff, path)
-            diff = (forces(EAM(str(path), kind="eam/fs")) - reference) * 1e3
+            diff = (frame_forces(EAM(str(path), kind="eam/fs"), atoms_list) - reference) * 1e3
             results[cutoff] = (float(np.abs(diff).mean()), float(np.sqrt((diff ** 2).mean())))
             print(f"beyond {cutoff:g} Å: MAE {results[cutoff][0]:.1f}, RMSE {results[cutoff][1]:.1f} meV/Å "
                   f"({len(frames)} test frames)", flush=True)
