@@ -124,7 +124,7 @@ def basis_errors(num_basis_list, steps: int = 300, every: int = 10) -> dict:
 
     from equicalc.data import read_frames
     from equicalc.reference import eam_potential_file
-    from cutoff_floor import frame_forces
+    from cutoff_floor import force_errors, frame_forces
     from ship import CONDENSED_TYPES
 
     source = eam_potential_file()
@@ -143,8 +143,7 @@ def basis_errors(num_basis_list, steps: int = 300, every: int = 10) -> dict:
         for num_basis in num_basis_list:
             path = Path(tmp) / f"basis{num_basis}.eam.fs"
             fitted_potential(tables, fit(num_basis, r, targets, slopes, steps), path)
-            diff = (frame_forces(EAM(str(path), kind="eam/fs"), frames) - reference) * 1e3
-            results[num_basis] = (float(np.abs(diff).mean()), float(np.sqrt((diff ** 2).mean())))
+            results[num_basis] = force_errors(path, frames, reference)
             print(f"{num_basis} Bessel functions: force MAE {results[num_basis][0]:.1f}, RMSE "
                   f"{results[num_basis][1]:.1f} meV/Å ({len(frames)} condensed test frames)", flush=True)
     return results

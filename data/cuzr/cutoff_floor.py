@@ -43,6 +43,14 @@ def frame_forces(calc, atoms_list) -> np.ndarray:
     return np.concatenate(out)
 
 
+def force_errors(potential: Path, atoms_list, reference: np.ndarray) -> tuple:
+    """MAE and RMSE (meV/Å) of the forces of the eam/fs file ``potential`` against ``reference`` (eV/Å)."""
+    from matscipy.calculators.eam import EAM
+
+    diff = (frame_forces(EAM(str(potential), kind="eam/fs"), atoms_list) - reference) * 1e3
+    return float(np.abs(diff).mean()), float(np.sqrt((diff ** 2).mean()))
+
+
 def far_field_errors(cutoffs, every: int = 1) -> dict:
     """{cutoff (Å): (MAE, RMSE)} of the force part carried by pairs beyond the cutoff, meV/Å, on the test split."""
     from matscipy.calculators.eam import EAM
@@ -61,8 +69,7 @@ def far_field_errors(cutoffs, every: int = 1) -> dict:
         for cutoff in cutoffs:
             path = Path(tmp) / f"cut{cutoff:g}.eam.fs"
             truncated_potential(source, cutoff, path)
-            diff = (frame_forces(EAM(str(path), kind="eam/fs"), atoms_list) - reference) * 1e3
-            results[cutoff] = (float(np.abs(diff).mean()), float(np.sqrt((diff ** 2).mean())))
+            results[cutoff] = force_errors(path, atoms_list, reference)
             print(f"beyond {cutoff:g} Å: MAE {results[cutoff][0]:.1f}, RMSE {results[cutoff][1]:.1f} meV/Å "
                   f"({len(frames)} test frames)", flush=True)
     return results
