@@ -39,6 +39,8 @@ def type_name(tp) -> str:
     """A readable name of a type annotation (``int or null``...)."""
     if typing.get_origin(tp) is Union:
         return " or ".join("null" if a is type(None) else type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is dict:
+        return f"mapping to {type_name(typing.get_args(tp)[1])}"
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
@@ -60,6 +62,10 @@ def _check_type(value, tp, name: str, what: str):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{what}: '{name}' must be a list, got {value!r}")
         value = list(value)
+    elif typing.get_origin(tp) is dict:  # Dict[str, float]: a mapping of names to finite numbers
+        if not isinstance(value, dict):
+            raise ValueError(f"{what}: '{name}' must be a mapping, got {value!r}")
+        value = {str(k): check_value(v, typing.get_args(tp)[1], f"{name}.{k}", {}, what) for k, v in value.items()}
     return value
 
 

@@ -293,6 +293,40 @@ def test_fine_tuning_may_add_the_zbl_repulsion(tmp_path):
         _initial_model(cfg)
 
 
+def test_given_shifts_replace_the_least_squares_ones(emt_files, tmp_path):
+    """``model.shifts`` sets the per-species energies of a fresh model (checked per species); Allegro then gives
+    an atom without neighbours exactly that energy."""
+    from ase import Atoms
+
+    from equicalc import EquiCalc
+    from equicalc.train.loop import _shifts
+
+    stats = {"species": ["Cu", "Zr"], "energy_shifts": {"Cu": -3.1, "Zr": -6.0}}
+    raw = {"data": {"train": "x.extxyz"}, "model": {"architecture": "allegro", "shifts": {"Zr": 0.25, "Cu": 0}}}
+    cfg = config_from_dict(raw)
+    assert _shifts(cfg, stats) == {"Cu": 0.0, "Zr": 0.25}
+    assert _shifts(config_from_dict({"data": {"train": "x.extxyz"}}), stats) == stats["energy_shifts"]
+    for shifts, message in (({"Cu": 0.0}, r"missing \['Zr'\]"), ({"Cu": 0, "Zr": 0, "Au": 0}, r"not in the model")):
+        raw["model"]["shifts"] = shifts
+        with pytest.raises(ValueError, match=message):
+            _shifts(config_from_dict(raw), stats)
+    raw["model"]["shifts"] = {"Cu": "low"}
+    with pytest.raises(ValueError, match="'model.shifts.Cu' must be a number"):
+        config_from_dict(raw)
+    # a whole run: the model file's isolated Cu atom has the given energy
+    model = {"architecture": "allegro", "r_max": 4.0, "l_max": 1, "num_layers": 1, "num_scalar_features": 8,
+             "num_tensor_features": 2, "mlp_hidden": 8, "num_basis": 6, "dtype": "float64",
+             "shifts": {"Cu": 0.125, "Au": -0.5}}
+    raw = {"run_dir": str(tmp_path / "run"), "data": {"train": "train.extxyz"}, "model": model,
+           "training": {"batch_size": 4, "max_epochs": 1, "num_threads": 2}}
+    train(config_from_dict(raw, base_dir=emt_files), show_progress=False, echo=False)
+    raw["training"]["max_epochs"] = 2  # and after a restart: the shifts are not trained
+    run = train(config_from_dict(raw, base_dir=emt_files), restart=True, show_progress=False, echo=False)
+    atom = Atoms("Cu", positions=[[0, 0, 0]])
+    atom.calc = EquiCalc(run["model_path"], dtype="float64")
+    assert atom.get_potential_energy() == pytest.approx(0.125, abs=1e-12)
+
+
 def test_error_metrics_by_group_match_each_subset(emt_files, capsys):
     from equicalc.model_io import build_model
     from equicalc.evaluate import error_metrics, error_metrics_by_group, predict

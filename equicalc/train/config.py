@@ -63,6 +63,10 @@ class ModelConfig:
     init_from: Optional[str] = option(None, "fine-tuning: start from the weights, shifts and scale of this model file "
                                         "(.pth) or checkpoint (.pt), relative to the config file; options given "
                                         "here must agree with it")
+    shifts: Optional[Dict[str, float]] = option(None, "per-species energy shifts E0, eV, e.g. {Cu: 0.0, Zr: 0.0} (the "
+                                                "reference's isolated-atom energies, which Allegro then gives an atom "
+                                                "without neighbours exactly), kept fixed in training; null: least "
+                                                "squares of the training energies on the species counts, trained")
     options: Dict[str, Any] = option({}, "(the architecture's hyperparameters, given directly under `model:`)")
 
 

@@ -498,23 +498,45 @@ def _statistics(cfg: Config, train_data, ckpt, start) -> dict:
 
 
 def _start_model(cfg: Config, stats: dict, ckpt, start, log: Callable):
-    """The model to train: from the checkpoint, the fine-tuning start, or new from the statistics."""
+    """The model to train: from the checkpoint, the fine-tuning start, or new from the statistics.
+
+    Shifts given in ``model.shifts`` stay fixed (they are not trained).
+    """
     if ckpt is not None:
         stored = ckpt["model"]["config"]
         for key, value in cfg.model.options.items():
             if key in stored and stored[key] != value:
                 raise ValueError(f"cannot restart: model.{key} is {value!r} in the config but {stored[key]!r} "
                                  f"in the run's checkpoint")
-        return model_from_payload(ckpt, cfg.run_dir, ema=False)
-    if start is not None:
+        model = model_from_payload(ckpt, cfg.run_dir, ema=False)
+    elif start is not None:
+        if cfg.model.shifts is not None:
+            raise ValueError("model.shifts: a fine-tuned model keeps the shifts of model.init_from; drop one of them")
         shifts = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(start.species, start.scale_shift.shifts.tolist()))
         log(f"fine-tuning {cfg.to_dict()['model']['init_from']}: its weights, scale and per-species shifts "
             f"({shifts} eV) are the start")
         return start
-    options = dict(cfg.model.options)
-    options.setdefault("avg_num_neighbors", round(stats["avg_num_neighbors"], 4))
-    return build_model(cfg.model.architecture, species=stats["species"], dtype=cfg.model.dtype,
-                       seed=cfg.model.seed, scales=stats["force_rms"], shifts=stats["energy_shifts"], **options)
+    else:
+        options = dict(cfg.model.options)
+        options.setdefault("avg_num_neighbors", round(stats["avg_num_neighbors"], 4))
+        model = build_model(cfg.model.architecture, species=stats["species"], dtype=cfg.model.dtype,
+                            seed=cfg.model.seed, scales=stats["force_rms"], shifts=_shifts(cfg, stats), **options)
+    if cfg.model.shifts is not None:
+        model.scale_shift.shifts.requires_grad_(False)
+    return model
+
+
+def _shifts(cfg: Config, stats: dict) -> dict:
+    """Per-species energy shifts (eV): ``model.shifts`` when given (every species of the model), else least squares."""
+    given = cfg.model.shifts
+    if given is None:
+        return stats["energy_shifts"]
+    missing = [s for s in stats["species"] if s not in given]
+    extra = [s for s in given if s not in stats["species"]]
+    if missing or extra:
+        raise ValueError(f"model.shifts: give one value (eV) for each of the model's species {stats['species']}"
+                         + (f"; missing {missing}" if missing else "") + (f"; not in the model {extra}" if extra else ""))
+    return {s: given[s] for s in stats["species"]}
 
 
 def _optimizer(model, tc) -> torch.optim.Optimizer:
