@@ -332,6 +332,8 @@ def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False
         f"{1e3 * stats['energy_rmse_after_shift']:.1f} meV/atom")
     log(f"model: {cfg.model.architecture}, {sum(p.numel() for p in model.parameters())} parameters, "
         f"{cfg.model.dtype}, device {device}")
+    if cfg.model.shifts is not None:
+        log("per-species shifts fixed at " + ", ".join(f"{s} {v:g}" for s, v in cfg.model.shifts.items()) + " eV")
     ema_model = copy.deepcopy(model) if tc.ema_decay is not None else None
     if ema_model is not None:
         for p in ema_model.parameters():
