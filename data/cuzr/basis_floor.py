@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+R_MAX = 7.6  # Å: the EAM's cutoff, and the fitted networks'
 R_MIN = 1.5  # Å: below this the tables are kept (the models' ZBL term covers it)
 PAIRS = [(0, 0), (0, 1), (1, 1)]  # pair functions phi (symmetric)
 DENSITIES = [(0, 0), (0, 1), (1, 0), (1, 1)]  # density functions rho of eam/fs
@@ -44,11 +45,16 @@ class RadialNetwork(torch.nn.Module):
         self.mlp = torch.nn.Sequential(torch.nn.Linear(num_basis, 64), torch.nn.SiLU(), torch.nn.Linear(64, 64),
                                        torch.nn.SiLU(), torch.nn.Linear(64, outputs))
 
-    def forward(self, r: torch.Tensor) -> torch.Tensor:
+    def hidden(self, r: torch.Tensor):
+        """The last hidden layer's activations (P, 64) and the envelope (P, 1) at distances ``r``."""
         from equicalc.nn.radial import polynomial_envelope
 
-        envelope = polynomial_envelope(r / self.embedding.r_max, self.embedding.p)
-        return self.mlp(self.embedding(r)) * envelope.unsqueeze(-1)
+        envelope = polynomial_envelope(r / self.embedding.r_max, self.embedding.p).unsqueeze(-1)
+        return self.mlp[:-1](self.embedding(r)), envelope
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        hidden, envelope = self.hidden(r)
+        return self.mlp[-1](hidden) * envelope
 
 
 def value_and_slope(net, r: torch.Tensor, h: float = 1e-4):
@@ -60,7 +66,7 @@ def fit(num_basis: int, r: np.ndarray, targets: np.ndarray, slopes: np.ndarray, 
     """A ``RadialNetwork`` fitted to ``targets`` and ``slopes`` (P, F) at distances ``r`` (P,), each function
     weighted by the spread of its slope; Adam with a cosine schedule."""
     torch.manual_seed(seed)
-    net = RadialNetwork(num_basis, 7.6, targets.shape[1]).double()
+    net = RadialNetwork(num_basis, R_MAX, targets.shape[1]).double()
     r_all, y_all, dy_all = (torch.as_tensor(a) for a in (r, targets, slopes))
     scale = dy_all.std(dim=0)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
@@ -83,11 +89,8 @@ def output_layer_by_least_squares(net, r: torch.Tensor, targets: torch.Tensor, s
                                   h: float = 1e-4) -> None:
     """Replace the output layer by the least-squares fit to ``targets`` and ``slopes`` at ``r`` (both are
     linear in its weights), which removes what Adam left of the last layer's error."""
-    from equicalc.nn.radial import polynomial_envelope
-
-    def design(x):
-        hidden = net.mlp[:-1](net.embedding(x))
-        envelope = polynomial_envelope(x / net.embedding.r_max, net.embedding.p).unsqueeze(-1)
+    def design(x):  # the output layer's inputs (hidden activations and 1 for the bias) times the envelope
+        hidden, envelope = net.hidden(x)
         return torch.cat([hidden, torch.ones_like(x).unsqueeze(-1)], dim=1) * envelope
 
     with torch.no_grad():
@@ -131,7 +134,7 @@ def basis_errors(num_basis_list, steps: int = 300, every: int = 10) -> dict:
     frames = [f.atoms for f in read_frames(HERE / "test.extxyz.gz")
               if f.atoms.info.get("config_type") in CONDENSED_TYPES][::every]
     splines = TableSplines(potential=str(source))  # the functions as cubic splines, with their slopes
-    r = np.concatenate([neighbor_list("d", atoms, 7.6) for atoms in frames])
+    r = np.concatenate([neighbor_list("d", atoms, R_MAX) for atoms in frames])
     functions = [splines.phi[a, b] for a, b in PAIRS] + [splines.electron_density[a, b] for a, b in DENSITIES]
     targets = np.stack([f(r) for f in functions], axis=1)
     slopes = np.stack([f.derivative()(r) for f in functions], axis=1)
