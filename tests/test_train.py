@@ -293,6 +293,32 @@ def test_fine_tuning_may_add_the_zbl_repulsion(tmp_path):
         _initial_model(cfg)
 
 
+def test_given_shifts_replace_a_fine_tuned_models_and_stay_fixed(tmp_path):
+    """``model.shifts`` with ``init_from``: the start's weights, the given shifts, not trained; a NequIP atom
+    without neighbours then has exactly the given energy."""
+    from ase import Atoms
+
+    from equicalc import EquiCalc
+    from equicalc.model_io import build_model, save_model
+    from equicalc.train.loop import _initial_model, _start_model
+
+    base = build_model("nequip", species=["Cu", "Zr"], dtype="float64", seed=0, r_max=4.0, num_layers=1,
+                       num_features=4, shifts={"Cu": -3.1, "Zr": -6.0})
+    save_model(base, tmp_path / "base.pth")
+    cfg = config_from_dict({"data": {"train": "x.extxyz"}, "model": {
+        "init_from": "base.pth", "dtype": "float64", "shifts": {"Cu": 0.0, "Zr": 0.25}}}, base_dir=tmp_path)
+    lines = []
+    tuned = _start_model(cfg, {}, None, _initial_model(cfg), lines.append)
+    assert tuned.scale_shift.shifts.tolist() == [0.0, 0.25] and not tuned.scale_shift.shifts.requires_grad
+    assert "its shifts: Cu -3.100, Zr -6.000 eV" in lines[0]
+    for k, x in base.state_dict().items():
+        if k != "scale_shift.shifts":
+            assert torch.equal(x, tuned.state_dict()[k]), k
+    atom = Atoms("Zr", positions=[[0, 0, 0]])
+    atom.calc = EquiCalc(tuned, dtype="float64")
+    assert atom.get_potential_energy() == pytest.approx(0.25, abs=1e-12)
+
+
 def test_given_shifts_replace_the_least_squares_ones(emt_files, tmp_path):
     """``model.shifts`` sets the per-species energies of a fresh model (checked per species); Allegro then gives
     an atom without neighbours exactly that energy."""

@@ -54,7 +54,8 @@ class ModelConfig:
     the architecture's spec are accepted and checked (``equicalc.nn.NequIPSpec``,
     ``equicalc.nn.AllegroSpec``: ``r_max``, ``l_max``, ``num_layers``...). ``avg_num_neighbors``,
     the per-species shifts and the scale default to the training-set statistics,
-    unless ``init_from`` names a model to fine-tune: then they are that model's.
+    unless ``init_from`` names a model to fine-tune: then they are that model's
+    (``shifts`` given here replace its shifts).
     """
 
     architecture: str = option("nequip", "network architecture", choices=("nequip", "allegro"))
@@ -66,7 +67,7 @@ class ModelConfig:
     shifts: Optional[Dict[str, float]] = option(None, "per-species energy shifts E0, eV, e.g. {Cu: 0.0, Zr: 0.0} (the "
                                                 "reference's isolated-atom energies, which Allegro then gives an atom "
                                                 "without neighbours exactly), kept fixed in training; null: least "
-                                                "squares of the training energies on the species counts, trained")
+                                                "squares of the training energies on the species counts (or init_from's shifts), trained")
     options: Dict[str, Any] = option({}, "(the architecture's hyperparameters, given directly under `model:`)")
 
 

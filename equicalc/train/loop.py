@@ -502,7 +502,7 @@ def _statistics(cfg: Config, train_data, ckpt, start) -> dict:
 def _start_model(cfg: Config, stats: dict, ckpt, start, log: Callable):
     """The model to train: from the checkpoint, the fine-tuning start, or new from the statistics.
 
-    Shifts given in ``model.shifts`` stay fixed (they are not trained).
+    Shifts given in ``model.shifts`` replace the fine-tuning start's and stay fixed (they are not trained).
     """
     if ckpt is not None:
         stored = ckpt["model"]["config"]
@@ -512,12 +512,12 @@ def _start_model(cfg: Config, stats: dict, ckpt, start, log: Callable):
                                  f"in the run's checkpoint")
         model = model_from_payload(ckpt, cfg.run_dir, ema=False)
     elif start is not None:
-        if cfg.model.shifts is not None:
-            raise ValueError("model.shifts: a fine-tuned model keeps the shifts of model.init_from; drop one of them")
         shifts = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(start.species, start.scale_shift.shifts.tolist()))
-        log(f"fine-tuning {cfg.to_dict()['model']['init_from']}: its weights, scale and per-species shifts "
-            f"({shifts} eV) are the start")
-        return start
+        kept = "weights and scale" if cfg.model.shifts is not None else "weights, scale and per-species shifts"
+        log(f"fine-tuning {cfg.to_dict()['model']['init_from']}: its {kept} are the start (its shifts: {shifts} eV)")
+        model = start
+        if cfg.model.shifts is not None:
+            model.scale_shift.set(shifts=_shifts(cfg, {"species": start.species}))
     else:
         options = dict(cfg.model.options)
         options.setdefault("avg_num_neighbors", round(stats["avg_num_neighbors"], 4))
