@@ -3,7 +3,7 @@
     python benchmarks/train_memory.py                  # 1x, 10x, 100x the Cu–Zr training set
     python benchmarks/train_memory.py --scales 1 10 --steps 20
 
-The Cu–Zr training set (data/cuzr/train.extxyz.gz, 1590 frames) is replicated:
+The Cu–Zr training set (data/cuzr/train.extxyz.gz) is replicated:
 in memory as copies of its frames with their neighbour lists (what training from
 an extxyz file holds), on disk as one preprocessed file holding it N times
 (``equicalc preprocess`` once, then ``merge_preprocessed``). Each case runs in a

@@ -11,11 +11,12 @@ from equicalc.reference import eam_calculator, eam_potential_file
 CUZR = Path(__file__).resolve().parent.parent / "data" / "cuzr"
 
 
-# the stages' frames in the val and test splits, in file order: the first stages, `sparse`, `wide`, `close`
-GROUPS = {"val": (146, 20, 26, 7), "test": (146, 20, 27, 6)}
+# the stages' frames in the val and test splits, in file order: the first stages, `sparse`, `wide`, `close`,
+# `lattice`
+GROUPS = {"val": (146, 20, 26, 7, 10), "test": (146, 20, 27, 6, 9)}
 CONDENSED = {"liquid", "liquid_composition", "quench", "glass", "crystal", "strained", "surface"}
 KINDS = (CONDENSED, {"isolated_atom", "dimer", "cluster", "expanded"},
-         {"liquid_composition", "quench", "glass", "strained"}, {"dimer", "compressed"})
+         {"liquid_composition", "quench", "glass", "strained"}, {"dimer", "compressed"}, {"lattice"})
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,19 +38,35 @@ def test_splits_are_complete_and_labelled():
         for kinds, lo, hi in zip(KINDS, bounds[:-1], bounds[1:]):
             assert {f.atoms.info["config_type"] for f in frames[lo:hi]} <= kinds, (split, lo, hi)
         assert all(64 <= f.n_atoms <= 250 for f in frames[:146])
-        assert all(1 <= f.n_atoms <= 100 for f in frames[146:])
+        assert all(1 <= f.n_atoms <= 100 for f in frames[146:bounds[4]])
+        assert all(64 <= f.n_atoms <= 250 for f in frames[bounds[4]:])
         wide = [f.atoms.info["x_cu"] for f in frames[bounds[2]:bounds[3]]]
         assert min(wide) == pytest.approx(0.30, abs=0.01)  # the glass-forming range down to Cu30Zr70
-    assert counts == {"train": 1590, "val": 199, "test": 199}
+    assert counts == {"train": 1666, "val": 209, "test": 208}
 
 
 def test_close_pairs_reach_the_repulsive_wall():
     from ase.neighborlist import neighbor_list
 
-    frames = [f for split in GROUPS for f in split_frames(split)[-GROUPS[split][-1]:]]
+    frames = [f for split in GROUPS for f in split_frames(split)[-sum(GROUPS[split][-2:]):-GROUPS[split][-1]]]
     assert {f.atoms.info["config_type"] for f in frames} == {"dimer", "compressed"}  # the `close` stage
     closest = [neighbor_list("d", f.atoms, 2.5).min(initial=2.5) for f in frames]
     assert min(closest) < 1.7 and max(f.energy / f.n_atoms for f in frames) > 1.0
+
+
+def test_lattice_frames_sample_every_crystal_near_its_equilibrium():
+    """The `lattice` stage: each relaxed crystal at 0 K scaled, strained and displaced, not far from its minimum."""
+    frames = [f for split in GROUPS for f in split_frames(split)[-GROUPS[split][-1]:]]
+    assert {f.atoms.info["config_type"] for f in frames} == {"lattice"}
+    lowest = {}
+    for f in frames:
+        lowest[f.atoms.info["phase"]] = min(lowest.get(f.atoms.info["phase"], 0.0), f.energy / f.n_atoms)
+    assert len(lowest) >= 6  # of the 8 crystals, in the val and test splits alone
+    for f in frames:
+        info = f.atoms.info
+        assert sum(key in info for key in ("scale", "strain", "displacement")) == 1
+        assert info["temperature"] == 0.0 and f.energy / f.n_atoms - lowest[info["phase"]] < 0.1, info
+        assert np.abs(f.forces).max() < 5.0
 
 
 def _reference(backend):

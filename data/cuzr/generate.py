@@ -29,6 +29,8 @@ What is sampled (64–250 atoms per frame except in ``sparse``; MD frames ≥ 0.
 * ``close``: close approaches for the repulsive wall: dimers of each pair from 1.5 Å up to where
   the ``sparse`` dimers begin, glasses compressed to 0.65–0.9 of their volume at 1500 and 3000 K,
   and a 6000 K liquid whose atoms collide head on (nearest pairs down to about 1.85 Å).
+* ``lattice``: the relaxed crystals at 0 K, scaled (0.97–1.03), strained (±2 %) and with small random
+  displacements (0.02–0.1 Å), single points: what a lattice constant, elastic constants and phonons see.
 
 Usage (``pip install -e ".[reference]"`` first)::
 
@@ -336,8 +338,45 @@ def close(rng, quick: bool) -> list:
     return frames
 
 
+def lattice(rng, quick: bool) -> list:
+    """The relaxed crystals at 0 K, homogeneously strained and with small random displacements.
+
+    What a lattice constant, elastic constants and phonons are measured on: per structure, isotropic
+    scalings of the cell by 0.97–1.03, random symmetric strains up to ±2 % (shear included) and
+    Gaussian displacements of 0.02–0.1 Å; twice as many strains and displacements for B2 CuZr.
+    """
+    frames = []
+    for name, atoms in crystal_structures(rng)[:2 if quick else None]:
+        run = EAMRun(atoms, int(rng.integers(1 << 30)))
+        run.relax(box="aniso")
+        relaxed = run.atoms()
+        run.close()
+        more = 2 if name == "B2 CuZr" else 1
+        structures, info = [], []
+        for f in (0.97, 0.985, 1.015, 1.03)[::3 if quick else 1]:
+            scaled = relaxed.copy()
+            scaled.set_cell(relaxed.cell.array * f, scale_atoms=True)
+            structures.append(scaled)
+            info.append({"scale": f})
+        for _ in range(1 if quick else 4 * more):
+            eps = rng.uniform(-0.02, 0.02, size=(3, 3))
+            eps = 0.5 * (eps + eps.T)
+            strained_cell = relaxed.copy()
+            strained_cell.set_cell(relaxed.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+            structures.append(strained_cell)
+            info.append({"strain": eps[np.triu_indices(3)].round(4).tolist()})
+        for sigma in (0.02, 0.05, 0.1)[:1 if quick else None] * more:
+            rattled = relaxed.copy()
+            rattled.positions += rng.normal(scale=sigma, size=rattled.positions.shape)
+            structures.append(rattled)
+            info.append({"displacement": sigma})
+        for atoms_k, info_k in zip(structures, info):
+            frames += single_points([atoms_k], rng, config_type="lattice", temperature=0.0, phase=name, **info_k)
+    return frames
+
+
 STAGES = {"liquids": liquids, "quenches": quenches, "crystals": crystals, "strained": strained,
-          "surfaces": surfaces, "sparse": sparse, "wide": wide, "close": close}
+          "surfaces": surfaces, "sparse": sparse, "wide": wide, "close": close, "lattice": lattice}
 # stages split into train/val/test together by one permutation; later stages are split on their own, so
 # that adding a stage leaves the earlier splits (and the test set of models trained on them) unchanged
 FIRST_STAGES = ("liquids", "quenches", "crystals", "strained", "surfaces")
