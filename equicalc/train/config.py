@@ -65,7 +65,7 @@ class ModelConfig:
                                         "(.pth) or checkpoint (.pt), relative to the config file; options given "
                                         "here must agree with it")
     shifts: Optional[Dict[str, float]] = option(None, "per-species energy shifts E0, eV, e.g. {Cu: 0.0, Zr: 0.0} (the "
-                                                "reference's isolated-atom energies, which Allegro then gives an atom "
+                                                "reference's isolated-atom energies, which a model then gives an atom "
                                                 "without neighbours exactly), kept fixed in training; null: least "
                                                 "squares of the training energies on the species counts (or init_from's shifts), trained")
     options: Dict[str, Any] = option({}, "(the architecture's hyperparameters, given directly under `model:`)")
