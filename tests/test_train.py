@@ -54,6 +54,25 @@ def test_read_frames_and_errors(tmp_path):
         read_frames(tmp_path / "missing.extxyz")
 
 
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_compressed_files_read_as_the_plain_one(tmp_path, suffix):
+    """A compressed extxyz file gives the frames of the plain file, each index form, errors with its name."""
+    frames = emt_frames(4)
+    write(tmp_path / "ok.extxyz", frames)
+    write(tmp_path / f"ok.extxyz{suffix}", frames)
+    for index in (":", "1:3", "-1"):
+        plain, packed = read_frames(tmp_path / "ok.extxyz", index), read_frames(tmp_path / f"ok.extxyz{suffix}", index)
+        assert len(plain) == len(packed) >= 1
+        for a, b in zip(plain, packed):
+            assert np.array_equal(a.atoms.positions, b.atoms.positions) and np.array_equal(a.forces, b.forces)
+            assert a.energy == b.energy and np.array_equal(a.stress, b.stress)
+    bad = [a.copy() for a in frames]
+    bad[0].info["energy"] = 1.0
+    write(tmp_path / f"bad.extxyz{suffix}", bad[:1])
+    with pytest.raises(ValueError, match=rf"bad.extxyz{suffix}, frame 0: no forces"):
+        read_frames(tmp_path / f"bad.extxyz{suffix}")
+
+
 def test_custom_keys_and_voigt_or_3x3_stress(tmp_path):
     frames = emt_frames(2)
     out = []
