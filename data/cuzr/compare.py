@@ -39,7 +39,9 @@ STEPS = ("errors", "b2", "quench", "nve", "short_range", "architectures")
 # since the data hold expanded liquids, see README.md); fits over the liquid and the glass branch
 T_MELT = 2200.0
 LIQUID_FIT = (1200.0, 1800.0)
-ARCHITECTURES = {"NequIP": HERE / "training", "Allegro": HERE / "allegro"}  # first-stage runs
+# each architecture's training runs, stage by stage: the last one's best checkpoint is the model compared,
+# the training cost is summed over all of them (here: the first-stage runs)
+ARCHITECTURES = {"NequIP": [HERE / "training"], "Allegro": [HERE / "allegro"]}
 
 
 def test_errors(model_path, plot_name: str = "parity_test.png", condensed_only: bool = False) -> dict:
@@ -71,27 +73,31 @@ def architectures() -> dict:
     from equicalc.train import deploy
 
     out = {}
-    for name, run in ARCHITECTURES.items():
+    for name, runs in ARCHITECTURES.items():
         model_path = HERE / "validation" / f"first_stage_{name.lower()}.pth"
-        deploy(run / "checkpoint_best.pt", model_path)
+        deploy(runs[-1] / "checkpoint_best.pt", model_path)
         model = load_model(model_path)
         out[name] = {"parameters": sum(p.numel() for p in model.parameters()),
                      "hyperparameters": model.spec.hyperparameters(),
                      "test": test_errors(model_path, f"parity_test_{name.lower()}.png", condensed_only=True),
-                     **training_cost(run / "metrics.csv"),
+                     **training_cost([run / "metrics.csv" for run in runs]),
                      "md_ms_per_step": {str(n): md_step_ms(model_path, n, steps=10 if n <= 500 else 5)
                                         for n in (500, 2000)}}
     return out
 
 
-def training_cost(metrics_path: Path) -> dict:
-    """Epochs, hours and structures/s (median of the last 10 epochs) of a run's ``metrics.csv``."""
+def training_cost(metrics_paths: list) -> dict:
+    """Epochs and hours summed over the stages' ``metrics.csv`` files, and structures/s (median of the last 10
+    epochs of the last stage)."""
     import csv
 
-    with open(metrics_path) as fh:
-        rows = list(csv.DictReader(fh))
+    stages = []
+    for path in metrics_paths:
+        with open(path) as fh:
+            stages.append(list(csv.DictReader(fh)))
+    rows = [row for stage in stages for row in stage]
     return {"epochs": len(rows), "training_hours": sum(float(r["time_s"]) for r in rows) / 3600,
-            "structures_per_s": float(np.median([float(r["structures_per_s"]) for r in rows[-10:]]))}
+            "structures_per_s": float(np.median([float(r["structures_per_s"]) for r in stages[-1][-10:]]))}
 
 
 # high-symmetry points of the simple-cubic B2 cell (reduced coordinates of the primitive cell)
