@@ -67,7 +67,8 @@ class ModelConfig:
     shifts: Optional[Dict[str, float]] = option(None, "per-species energy shifts E0, eV, e.g. {Cu: 0.0, Zr: 0.0} (the "
                                                 "reference's isolated-atom energies, which a model then gives an atom "
                                                 "without neighbours exactly), kept fixed in training; null: least "
-                                                "squares of the training energies on the species counts (or init_from's shifts), trained")
+                                                "squares of the training energies on the species counts (or "
+                                                "init_from's shifts), trained")
     options: Dict[str, Any] = option({}, "(the architecture's hyperparameters, given directly under `model:`)")
 
 
