@@ -156,17 +156,24 @@ def strained(rng, quick: bool) -> list:
         run.close()
     frames = []
     for k in range(4 if quick else 150):
-        atoms = starts[k % len(starts)].copy()
-        eps = rng.uniform(-0.06, 0.06, size=(3, 3))
-        eps = 0.5 * (eps + eps.T)
-        atoms.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+        atoms, strain = random_strain(starts[k % len(starts)], 0.06, rng)
         run = EAMRun(atoms, int(rng.integers(1 << 30)))
         run.velocities(600.0)
         run.ensemble("nvt", 300.0)
         run.run(1000)
-        frames.append(run.frame(config_type="strained", temperature=300.0, strain=eps[np.triu_indices(3)].round(4).tolist()))
+        frames.append(run.frame(config_type="strained", temperature=300.0, strain=strain))
         run.close()
     return frames
+
+
+def random_strain(atoms: Atoms, largest: float, rng) -> tuple:
+    """A copy of ``atoms`` under a random symmetric strain (each component uniform within ±``largest``,
+    shear included; positions follow the cell), and the strain's upper triangle (xx, xy, xz, yy, yz, zz)."""
+    eps = rng.uniform(-largest, largest, size=(3, 3))
+    eps = 0.5 * (eps + eps.T)
+    out = atoms.copy()
+    out.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+    return out, eps[np.triu_indices(3)].round(4).tolist()
 
 
 def quick_glass(n: int, rng) -> Atoms:
@@ -292,16 +299,12 @@ def wide(rng, quick: bool) -> list:
         glass = run.atoms()
         run.close()
         for _ in range(1 if quick else 4):
-            eps = rng.uniform(-0.05, 0.05, size=(3, 3))
-            eps = 0.5 * (eps + eps.T)
-            strained_glass = glass.copy()
-            strained_glass.set_cell(glass.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+            strained_glass, strain = random_strain(glass, 0.05, rng)
             run = EAMRun(strained_glass, int(rng.integers(1 << 30)))
             run.velocities(600.0)
             run.ensemble("nvt", 300.0)
             run.run(1000)
-            frames.append(run.frame(config_type="strained", temperature=300.0,
-                                    strain=eps[np.triu_indices(3)].round(4).tolist()))
+            frames.append(run.frame(config_type="strained", temperature=300.0, strain=strain))
             run.close()
     return frames
 
@@ -352,26 +355,20 @@ def lattice(rng, quick: bool) -> list:
         relaxed = run.atoms()
         run.close()
         more = 2 if name == "B2 CuZr" else 1
-        structures, info = [], []
+        jobs = []  # (structure, what was done to it)
         for f in (0.97, 0.985, 1.015, 1.03)[::3 if quick else 1]:
             scaled = relaxed.copy()
             scaled.set_cell(relaxed.cell.array * f, scale_atoms=True)
-            structures.append(scaled)
-            info.append({"scale": f})
+            jobs.append((scaled, {"scale": f}))
         for _ in range(1 if quick else 4 * more):
-            eps = rng.uniform(-0.02, 0.02, size=(3, 3))
-            eps = 0.5 * (eps + eps.T)
-            strained_cell = relaxed.copy()
-            strained_cell.set_cell(relaxed.cell.array @ (np.eye(3) + eps), scale_atoms=True)
-            structures.append(strained_cell)
-            info.append({"strain": eps[np.triu_indices(3)].round(4).tolist()})
+            strained_cell, strain = random_strain(relaxed, 0.02, rng)
+            jobs.append((strained_cell, {"strain": strain}))
         for sigma in (0.02, 0.05, 0.1)[:1 if quick else None] * more:
             rattled = relaxed.copy()
             rattled.positions += rng.normal(scale=sigma, size=rattled.positions.shape)
-            structures.append(rattled)
-            info.append({"displacement": sigma})
-        for atoms_k, info_k in zip(structures, info):
-            frames += single_points([atoms_k], rng, config_type="lattice", temperature=0.0, phase=name, **info_k)
+            jobs.append((rattled, {"displacement": sigma}))
+        for structure, done in jobs:
+            frames += single_points([structure], rng, config_type="lattice", temperature=0.0, phase=name, **done)
     return frames
 
 
