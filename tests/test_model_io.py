@@ -142,21 +142,26 @@ def test_checkpoints_and_model_files_load_through_one_reader(tmp_path):
 
 
 def test_files_written_before_the_specs_load_unchanged():
-    """The training runs in data/cuzr were written by earlier versions: they load, and the shipped model
+    """The training runs in data/cuzr were written by earlier versions: they load, and each shipped model
     (saved again with its test errors) has the same weights as the run's export it came from."""
+    import importlib.util
     from pathlib import Path
 
     from equicalc.models import model_path
 
-    runs = Path(__file__).resolve().parent.parent / "data" / "cuzr"
-    exported = load_model(runs / "finetune" / "model.pth")
-    shipped = load_model(model_path("cuzr"))
-    for (k, x), (_, y) in zip(exported.state_dict().items(), shipped.state_dict().items()):
-        assert torch.equal(x, y), k
-    assert exported.spec == shipped.spec
-    best = load_model(runs / "finetune" / "checkpoint_best.pt")  # its EMA weights are what was exported
-    for (k, x), (_, y) in zip(best.state_dict().items(), exported.state_dict().items()):
-        assert torch.equal(x, y), k
+    path = Path(__file__).resolve().parent.parent / "data" / "cuzr" / "ship.py"
+    spec = importlib.util.spec_from_file_location("ship", path)
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    for name, source in ship.SOURCES.items():
+        exported = load_model(source)
+        shipped = load_model(model_path(name))
+        for (k, x), (_, y) in zip(exported.state_dict().items(), shipped.state_dict().items()):
+            assert torch.equal(x, y), (name, k)
+        assert exported.spec == shipped.spec
+        best = load_model(source.parent / "checkpoint_best.pt")  # its EMA weights are what was exported
+        for (k, x), (_, y) in zip(best.state_dict().items(), exported.state_dict().items()):
+            assert torch.equal(x, y), (name, k)
 
 
 def test_allegro_tensor_track_keeps_its_l1_part_and_old_files_keep_theirs(tmp_path):
