@@ -7,6 +7,7 @@ prints the time per velocity-Verlet step and the share of it spent outside the
 network (neighbour list, Atoms <-> tensor conversion, ASE's integrator).
 
     python benchmarks/md_step.py [--sizes 108 500 2000] [--steps 10] [--threads 2] [--kernels fused torch]
+    python benchmarks/md_step.py --model cuzr      # a model file or shipped model instead (its cutoff and layers)
 
 ``--kernels``: ``fused`` (EquiCalc's default on CPU: numba convolution kernels and the radial table)
 and/or ``torch`` (PyTorch operations, as on GPUs).
@@ -21,8 +22,9 @@ import torch
 from ase.md.velocitydistribution import thermalize_momenta
 
 import equicalc.calculator as calculator_module
-from equicalc import EquiCalc, build_model
+from equicalc import EquiCalc, build_model, load_model
 from equicalc.md import md_step_time
+from equicalc.models import model_path
 from equicalc.systems import random_alloy
 
 
@@ -52,21 +54,36 @@ def time_md(model, n_atoms: int, steps: int, dtype: str, fused: bool):
     return ms, 1.0 - net * 1e3 / ms, edges
 
 
+def benchmark_model(model=None):
+    """(model, one-line description): the given model file or shipped name, else a freshly initialised NequIP
+    of the reference architecture."""
+    if model is None:
+        return (build_model(species=["Cu", "Zr"], r_max=5.0, l_max=1, parity=True, num_layers=3, num_features=32,
+                            avg_num_neighbors=32.0, seed=0),
+                "NequIP l_max 1, 3 layers, 32 features, r_max 5 Å (fresh weights)")
+    loaded = load_model(model_path(model))
+    hyper = loaded.spec.hyperparameters()
+    sizes = "".join(f", {hyper[key]} {word}" for key, word in (("num_layers", "layers"), ("num_features", "features"))
+                    if key in hyper)
+    return loaded, f"{model}: {loaded.spec.architecture}{sizes}, r_max {loaded.r_max:g} Å"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[108, 500, 2000])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--kernels", nargs="+", choices=["fused", "torch"], default=["fused", "torch"])
+    parser.add_argument("--model", default=None,
+                        help="model file or shipped model name (default: a fresh model of the reference architecture)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
         import numba
 
         numba.set_num_threads(args.threads)
-    model = build_model(species=["Cu", "Zr"], r_max=5.0, l_max=1, parity=True, num_layers=3,
-                        num_features=32, avg_num_neighbors=32.0, seed=0)
-    print(f"equicalc MD step, CPU, {torch.get_num_threads()} threads, NequIP l_max 1, 3 layers, 32 features, r_max 5 Å")
+    model, label = benchmark_model(args.model)
+    print(f"equicalc MD step, CPU, {torch.get_num_threads()} threads, {label}")
     print(f"{'atoms':>6} {'dtype':>8} {'kernels':>8} {'ms/step':>9} {'outside net':>12} {'list pairs':>11}")
     for n in args.sizes:
         for dtype in ("float32", "float64"):

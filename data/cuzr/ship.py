@@ -17,7 +17,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # shipped name -> the training run's model that it is
-SOURCES = {"cuzr": HERE / "finetune" / "model.pth", "cuzr-allegro": HERE / "allegro" / "model.pth"}
+# (a run's model.pth is written when it ends; model_epoch<N>.pth is its best checkpoint after epoch N, exported
+# with `equicalc deploy` while the run goes on)
+SOURCES = {"cuzr": HERE / "full_cutoff_final" / "model_epoch32.pth", "cuzr-allegro": HERE / "allegro" / "model.pth"}
 # config types of the condensed frames of generate.py (the others: isolated atoms, dimers, clusters,
 # expanded liquids and compressed cells)
 CONDENSED_TYPES = ("liquid", "liquid_composition", "quench", "glass", "crystal", "strained", "surface")
