@@ -263,6 +263,10 @@ def markdown(results: dict) -> str:
             lambda n, p=label: " / ".join(f"{f:.2f}" for f in b[n]["frequencies_THz"][p]))
     row("B2 CuZr C11 / C12 / C44 (GPa)", lambda n: " / ".join(f"{b[n]['elastic_GPa'][k]:.0f}"
                                                               for k in ("C11", "C12", "C44")))
+    s = results.get("short_range", {})
+    row("isolated atom Cu / Zr (eV)", lambda n: " / ".join(f"{s[n]['isolated_eV'][e]:.3f}" for e in ("Cu", "Zr")))
+    row("dimer energy rises below 1.8 Å: Cu–Cu / Cu–Zr / Zr–Zr",
+        lambda n: " / ".join("yes" if s[n]["wall_monotonic_below_1.8"][p] else "no" for p in ("CuCu", "CuZr", "ZrZr")))
     return "\n".join(rows)
 
 
