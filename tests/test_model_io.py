@@ -142,27 +142,27 @@ def test_checkpoints_and_model_files_load_through_one_reader(tmp_path):
 
 
 def test_files_written_before_the_specs_load_unchanged():
-    """The training runs in data/cuzr were written by earlier versions: they load, and each shipped model
-    (saved again with its test errors) has the same weights as the run's export it came from."""
+    """The training runs in data/cuzr were written by earlier versions: they load, a finished run's model.pth
+    holds its best checkpoint's EMA weights, and each shipped model (saved again with its test errors) has the
+    weights of the file that ``data/cuzr/ship.py`` names as its source."""
     import importlib.util
     from pathlib import Path
 
     from equicalc.models import model_path
 
-    path = Path(__file__).resolve().parent.parent / "data" / "cuzr" / "ship.py"
-    spec = importlib.util.spec_from_file_location("ship", path)
+    runs = Path(__file__).resolve().parent.parent / "data" / "cuzr"
+    for run in ("finetune", "allegro"):
+        exported, best = load_model(runs / run / "model.pth"), load_model(runs / run / "checkpoint_best.pt")
+        for (k, x), (_, y) in zip(best.state_dict().items(), exported.state_dict().items()):
+            assert torch.equal(x, y), (run, k)
+    spec = importlib.util.spec_from_file_location("ship", runs / "ship.py")
     ship = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ship)
     for name, source in ship.SOURCES.items():
-        exported = load_model(source)
-        shipped = load_model(model_path(name))
+        exported, shipped = load_model(source), load_model(model_path(name))
         for (k, x), (_, y) in zip(exported.state_dict().items(), shipped.state_dict().items()):
             assert torch.equal(x, y), (name, k)
         assert exported.spec == shipped.spec
-        if source.name == "model.pth":  # a finished run's export: its best checkpoint's EMA weights
-            best = load_model(source.parent / "checkpoint_best.pt")
-            for (k, x), (_, y) in zip(best.state_dict().items(), exported.state_dict().items()):
-                assert torch.equal(x, y), (name, k)
 
 
 def test_allegro_tensor_track_keeps_its_l1_part_and_old_files_keep_theirs(tmp_path):
