@@ -64,9 +64,16 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     for name in args.only:
         errors = ship(name, SOURCES[name])
-        print(f"{name}: {SOURCES[name].relative_to(HERE)} -> package; MAE on {errors['frames']}: "
-              f"E {errors['energy_mae']:.2f} meV/atom, F {errors['forces_mae']:.1f} meV/Å, "
-              f"S {errors['stress_mae']:.2f} meV/Å³")
+        print(f"{name}: {SOURCES[name].relative_to(HERE)} -> package; errors on the {errors['frames']}, "
+              "as the README tables state them:\n" + readme_table(errors))
+
+
+def readme_table(errors: dict) -> str:
+    """The README's test-error table (between its ``<!-- test-errors -->`` markers) of ``test_errors``'s dict."""
+    rows = ["| condensed test frames | MAE | RMSE |", "| --- | ---: | ---: |"]
+    for key, label in (("energy", "energy (meV/atom)"), ("forces", "forces (meV/Å)"), ("stress", "stress (meV/Å³)")):
+        rows.append(f"| {label} | {errors[key + '_mae']:.2f} | {errors[key + '_rmse']:.2f} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
