@@ -27,6 +27,12 @@ def small_model(dtype="float64", seed=0, architecture="nequip", **kwargs):
     return build_model(architecture, dtype=dtype, seed=seed, **cfg)
 
 
+def assert_same_weights(a, b, label=""):
+    """Every tensor of ``a``'s state dict equals ``b``'s, bit for bit (pairs in order; ``label`` names the case)."""
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), (label, k)
+
+
 def random_cuzr(n_rep=2, a=3.3, seed=0, rattle=0.15, zr_fraction=0.36):
     """A rattled Cu–Zr fcc-like supercell with a random triclinic distortion."""
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ import torch
 
 from equicalc import EquiCalc, build_model, load_model, save_model
 from equicalc.model_io import FORMAT_VERSION
-from conftest import random_cuzr, small_model
+from conftest import assert_same_weights, random_cuzr, small_model
 
 
 @pytest.mark.parametrize("architecture", ["nequip", "allegro"])
@@ -127,9 +127,7 @@ def test_checkpoints_and_model_files_load_through_one_reader(tmp_path):
     torch.save({"format": CHECKPOINT_FORMAT_NAME, "format_version": CHECKPOINT_FORMAT_VERSION, "model": record,
                 "ema_state_dict": model_record(ema)["state_dict"], "state": {"epoch": 5}}, tmp_path / "c.pt")
     for ema_weights, expected in ((True, ema), (False, model)):
-        loaded = load_model(tmp_path / "c.pt", ema=ema_weights)
-        for (k, x), (_, y) in zip(loaded.state_dict().items(), expected.state_dict().items()):
-            assert torch.equal(x, y), k
+        assert_same_weights(load_model(tmp_path / "c.pt", ema=ema_weights), expected, f"ema={ema_weights}")
     assert load_model(tmp_path / "c.pt").metadata["training"]["epoch"] == 5
     record["config"]["num_layers"] = 3  # weights of 2 layers: refused with the file named
     torch.save({"format": CHECKPOINT_FORMAT_NAME, "format_version": 1, "model": record}, tmp_path / "bad.pt")
@@ -152,16 +150,13 @@ def test_files_written_before_the_specs_load_unchanged():
 
     runs = Path(__file__).resolve().parent.parent / "data" / "cuzr"
     for run in ("finetune", "allegro"):
-        exported, best = load_model(runs / run / "model.pth"), load_model(runs / run / "checkpoint_best.pt")
-        for (k, x), (_, y) in zip(best.state_dict().items(), exported.state_dict().items()):
-            assert torch.equal(x, y), (run, k)
+        assert_same_weights(load_model(runs / run / "checkpoint_best.pt"), load_model(runs / run / "model.pth"), run)
     spec = importlib.util.spec_from_file_location("ship", runs / "ship.py")
     ship = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ship)
     for name, source in ship.SOURCES.items():
         exported, shipped = load_model(source), load_model(model_path(name))
-        for (k, x), (_, y) in zip(exported.state_dict().items(), shipped.state_dict().items()):
-            assert torch.equal(x, y), (name, k)
+        assert_same_weights(exported, shipped, name)
         assert exported.spec == shipped.spec
 
 

@@ -11,7 +11,7 @@ from equicalc.cli import main
 from equicalc.data import GraphDataset, dataset_statistics, read_frames, split_indices
 from equicalc.train import config_from_dict, config_reference, load_config, train
 from equicalc.train.checkpoint import load_checkpoint
-from conftest import emt_frames, training_config, write_emt_data
+from conftest import assert_same_weights, emt_frames, training_config, write_emt_data
 
 
 @pytest.fixture(scope="module")
@@ -192,9 +192,7 @@ def test_restart_gives_the_same_weights(emt_files, tmp_path):
     with open(tmp_path / "b" / "metrics.csv") as fh:
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2", "3"]
     exported = load_model(ref["model_path"])  # the best epoch's EMA weights, as the checkpoint holds them
-    best = load_model(tmp_path / "a" / "checkpoint_best.pt")
-    for (k, x), (_, y) in zip(exported.state_dict().items(), best.state_dict().items()):
-        assert torch.equal(x, y), k
+    assert_same_weights(exported, load_model(tmp_path / "a" / "checkpoint_best.pt"))
 
 
 @pytest.mark.slow
@@ -231,9 +229,7 @@ def test_eval_and_deploy_cli(emt_files, tmp_path, capsys):
     assert (tmp_path / "parity.png").exists()
     # deploy: the checkpoint's EMA weights give the same model as the trainer's export (same epoch)
     assert main(["deploy", str(tmp_path / "run" / "checkpoint_best.pt"), str(tmp_path / "deployed.pth")]) == 0
-    a, b = load_model(model_path), load_model(tmp_path / "deployed.pth")
-    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert torch.equal(x, y), k
+    assert_same_weights(load_model(model_path), load_model(tmp_path / "deployed.pth"))
     assert main(["eval", model_path, str(tmp_path / "nope.extxyz")]) == 2
 
 
@@ -305,8 +301,7 @@ def test_fine_tuning_may_add_the_zbl_repulsion(tmp_path):
         "init_from": "base.pth", "dtype": "float64", "zbl": True, "zbl_outer": 0.5}}, base_dir=tmp_path)
     tuned = _initial_model(cfg)
     assert tuned.spec.zbl and tuned.spec.zbl_outer == 0.5 and tuned.repulsion is not None
-    for (k, x), (_, y) in zip(base.state_dict().items(), tuned.state_dict().items()):
-        assert torch.equal(x, y), k
+    assert_same_weights(base, tuned)
     cfg.model.options["num_layers"] = 2  # anything else must agree with the model
     with pytest.raises(ValueError, match="num_layers"):
         _initial_model(cfg)
