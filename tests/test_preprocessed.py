@@ -80,6 +80,10 @@ def test_a_file_for_another_cutoff_or_species_is_refused(files, tmp_path):
     cfg.data.train, cfg.data.species = str(files / "train.h5"), ["Au", "Cu"]
     with pytest.raises(ValueError, match=r"preprocessed for species \['Cu', 'Au'\], not the \['Au', 'Cu'\] of the model"):
         train(cfg, show_progress=False, echo=False)
+    cfg = training_config(files, tmp_path / "weights", max_epochs=1)
+    cfg.data.train, cfg.loss.config_type_weights = str(files / "train.h5"), {"strained": 2.0}
+    with pytest.raises(ValueError, match="the train data are a preprocessed file, which keeps no config_type"):
+        train(cfg, show_progress=False, echo=False)
 
 
 def test_preprocess_errors(files, tmp_path):

@@ -391,3 +391,48 @@ def test_error_metrics_by_group_match_each_subset(emt_files, capsys):
     assert main(["eval", str(model_path), str(path), "--by", "config_type", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "by config_type" in out and "(none)" in out  # the EMT frames carry no config_type
+
+
+def test_config_type_weights_weigh_each_frames_errors_in_training_and_validation(tmp_path):
+    """``loss.config_type_weights`` multiplies every error of its frames: the loss is linear in the factors, the
+    same over one batch (training) as in ``validate``, and a misspelt config_type is refused by name."""
+    from dataclasses import replace
+
+    from equicalc.data import collate
+    from equicalc.nn.forces import compute_properties
+    from equicalc.evaluate import stress_from_virial
+    from equicalc.train.loop import loss_terms, setup, validate
+
+    frames = emt_frames(9, seed=3)
+    for k, atoms in enumerate(frames):
+        atoms.info["config_type"] = "strained" if k % 3 == 0 else "bulk"
+    write(tmp_path / "train.extxyz", frames)
+    write(tmp_path / "val.extxyz", frames)
+    base = training_config(tmp_path, tmp_path / "run")
+    cfg = replace(base, loss=replace(base.loss, kind="huber", huber_delta=0.05, config_type_weights={"strained": 3.0}))
+    run = setup(cfg, restart=False, echo=False)
+    weights = run.frame_weights["val"]
+    assert weights.tolist() == [3.0 if k % 3 == 0 else 1.0 for k in range(9)]
+    assert "strained ×3 (3 training frames)" in (tmp_path / "run" / "log.txt").read_text()
+
+    batch = collate([run.data["val"][k] for k in range(9)])
+    out = compute_properties(run.model, batch.graph, forces=True, stress=True)
+    out["stress"] = stress_from_virial(out["virial"], batch)
+    out = {k: v.detach() for k, v in out.items()}
+
+    def batch_loss(factors):
+        return float(loss_terms(out, batch, cfg.loss, frame_weights=torch.as_tensor(factors))["total"])
+
+    strained = (np.arange(9) % 3 == 0).astype(float)
+    assert batch_loss(weights) == pytest.approx(batch_loss(np.ones(9)) + 2 * batch_loss(strained), rel=1e-12)
+    assert batch_loss(np.ones(9)) == pytest.approx(float(loss_terms(out, batch, cfg.loss)["total"]), rel=1e-12)
+    assert validate(run.model, run.data["val"], cfg, run.device, frame_weights=weights)["loss"] == \
+        pytest.approx(batch_loss(weights), rel=1e-10)
+    summary = train(cfg, show_progress=False, echo=False, overwrite=True, stop_after_epochs=1)  # the training steps
+    assert summary["epoch"] == 1
+
+    misspelt = replace(cfg, loss=replace(cfg.loss, config_type_weights={"strianed": 3.0}))
+    with pytest.raises(ValueError, match="no training frame has config_type 'strianed'; did you mean 'strained'"):
+        setup(misspelt, restart=False, echo=False, overwrite=True)
+    with pytest.raises(ValueError, match=r"'loss.config_type_weights' must be >= 0"):
+        config_from_dict({"data": {"train": "x"}, "loss": {"config_type_weights": {"bulk": -1}}})

@@ -81,6 +81,9 @@ class LossConfig:
     stress_weight: float = option(100.0, "weight of the stress-component term ((eV/Å³)²), frames with stress only", minimum=0)
     kind: str = option("mse", "squared errors or Huber", choices=("mse", "huber"))
     huber_delta: float = option(0.01, "Huber transition point (in each term's unit)", minimum=0, exclusive=True)
+    config_type_weights: Dict[str, float] = option({}, "factor on every term of the frames of each extxyz "
+                                                   "`config_type` named here, e.g. {lattice: 10}; others 1 "
+                                                   "(training and validation loss; not the error metrics)")
 
 
 @dataclass
@@ -199,6 +202,9 @@ def config_from_dict(raw: dict, base_dir: Union[str, os.PathLike] = ".") -> Conf
         model_path=raw.get("model_path"),
         base_dir=str(base_dir),
     )
+    negative = {k: v for k, v in cfg.loss.config_type_weights.items() if v < 0}
+    if negative:
+        raise ValueError(f"config: 'loss.config_type_weights' must be >= 0, got {negative}")
     if cfg.loss.energy_weight == cfg.loss.forces_weight == cfg.loss.stress_weight == 0:
         raise ValueError("config: at least one of loss.energy_weight, forces_weight, stress_weight must be > 0")
     return cfg
@@ -221,6 +227,8 @@ def load_config(path: Union[str, os.PathLike]) -> Config:
 def _reference_row(key: str, tp, f, prefix: str = "") -> str:
     if f.default is not MISSING:
         default = f"`{f.default}`" if f.default is not None else "null"
+    elif f.default_factory is not MISSING:
+        default = f"`{f.default_factory()}`"
     else:
         default = "required"
     doc = prefix + f.metadata.get("doc", "")

@@ -56,7 +56,7 @@ def batch_counts(batch: Batch) -> Dict[str, int]:
 
 
 def loss_terms(out: Dict[str, torch.Tensor], batch: Batch, loss_cfg, counts: Optional[Dict[str, int]] = None,
-               scale: float = 1.0) -> Dict[str, torch.Tensor]:
+               scale: float = 1.0, frame_weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
     """Weighted loss and its parts for one batch.
 
     Energy per atom (eV/atom), force components (eV/Å) and stress components
@@ -64,26 +64,33 @@ def loss_terms(out: Dict[str, torch.Tensor], batch: Batch, loss_cfg, counts: Opt
     Huber, summed and divided by its count, times its weight. The counts are the
     batch's own (``batch_counts``) unless given: under DDP they are those of the
     whole step's batch, of which ``batch`` is one rank's share, so that the
-    ranks' terms add up to the mean over all of it. ``scale`` multiplies every part.
+    ranks' terms add up to the mean over all of it. ``scale`` multiplies every part;
+    ``frame_weights`` (one per structure, ``loss.config_type_weights``) every error of its structure.
     """
     counts = counts or batch_counts(batch)
+    device = out["energy"].device
+    w = torch.ones(batch.graph.num_graphs, dtype=torch.float64, device=device) if frame_weights is None \
+        else frame_weights.to(device=device, dtype=torch.float64)
 
-    def term(err, key):
+    def term(err, weight, key):
         if loss_cfg.kind == "huber":
-            summed = torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=loss_cfg.huber_delta,
-                                                    reduction="sum")
+            each = torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=loss_cfg.huber_delta,
+                                                  reduction="none")
         else:
-            summed = torch.sum(err ** 2)
+            each = err ** 2
+        summed = torch.sum(each.reshape(len(weight), -1) * weight[:, None])
         return summed * (scale / max(counts[key], 1))
 
-    n_atoms = batch.graph.n_atoms.to(out["energy"].device)
-    parts = {"energy": term((out["energy"].double() - batch.energy) / n_atoms, "energy")}
+    n_atoms = batch.graph.n_atoms.to(device)
+    parts = {"energy": term((out["energy"].double() - batch.energy) / n_atoms, w, "energy")}
     total = loss_cfg.energy_weight * parts["energy"]
     if "forces" in out:
-        parts["forces"] = term(out["forces"].double() - batch.forces, "forces")
+        per_atom = w[batch.graph.batch.to(device)]
+        parts["forces"] = term(out["forces"].double() - batch.forces, per_atom, "forces")
         total = total + loss_cfg.forces_weight * parts["forces"]
     if "stress" in out and bool(batch.has_stress.any()):
-        parts["stress"] = term((out["stress"].double() - batch.stress)[batch.has_stress], "stress")
+        has = batch.has_stress.to(device)
+        parts["stress"] = term((out["stress"].double() - batch.stress)[has], w[has], "stress")
         total = total + loss_cfg.stress_weight * parts["stress"]
     parts["total"] = total
     return parts
@@ -152,10 +159,13 @@ def _gathered(arrays: Dict[str, np.ndarray], ranks: Ranks) -> Dict[str, np.ndarr
     return {k: np.concatenate([p[k] for p in parts]) for k in arrays}
 
 
-def validate(model, dataset, cfg: Config, device, ranks: Ranks = Ranks()) -> Dict[str, float]:
+def validate(model, dataset, cfg: Config, device, ranks: Ranks = Ranks(),
+             frame_weights: Optional[np.ndarray] = None) -> Dict[str, float]:
     """Error metrics and the loss (same form as the training loss) of ``model`` on a whole split.
 
-    Under DDP each rank evaluates a contiguous part of the split and every rank gets the metrics of all of it.
+    ``frame_weights`` (one per structure of ``dataset``, ``loss.config_type_weights``) weigh the loss as in
+    training; the error metrics are unweighted. Under DDP each rank evaluates a contiguous part of the split
+    and every rank gets the metrics of all of it.
     """
     if ranks.distributed:
         dataset = torch.utils.data.Subset(dataset, shard(np.arange(len(dataset)), ranks).tolist())
@@ -164,20 +174,26 @@ def validate(model, dataset, cfg: Config, device, ranks: Ranks = Ranks()) -> Dic
     arrays = _gathered(acc.arrays(), ranks)
     m = error_metrics(arrays)
     # the validation loss uses the training loss' form on the whole set (MSE or Huber of the same units)
-    e = (arrays["energy_pred"] - arrays["energy_ref"]) / arrays["n_atoms"]
-    f = arrays["forces_pred"] - arrays["forces_ref"]
-    s = arrays["stress_pred"] - arrays["stress_ref"]
+    w = np.ones(len(arrays["index"])) if frame_weights is None else np.asarray(frame_weights)[arrays["index"]]
+    stress_w = np.ones(len(arrays["stress_index"])) if frame_weights is None \
+        else np.asarray(frame_weights)[arrays["stress_index"]]
+    terms = [((arrays["energy_pred"] - arrays["energy_ref"]) / arrays["n_atoms"], w),
+             (arrays["forces_pred"] - arrays["forces_ref"], np.repeat(w, arrays["n_atoms"].astype(int))),
+             (arrays["stress_pred"] - arrays["stress_ref"], stress_w)]
     lc = cfg.loss
 
-    def term(err):
+    def term(err, weight):
         err = torch.as_tensor(err)
         if err.numel() == 0:
             return 0.0
         if lc.kind == "huber":
-            return float(torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=lc.huber_delta))
-        return float(torch.mean(err ** 2))
+            each = torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=lc.huber_delta, reduction="none")
+        else:
+            each = err ** 2
+        return float(torch.sum(each.reshape(len(weight), -1) * torch.as_tensor(weight)[:, None]) / err.numel())
 
-    m["loss"] = lc.energy_weight * term(e) + lc.forces_weight * term(f) + lc.stress_weight * term(s)
+    m["loss"] = sum(k * term(err, weight) for k, (err, weight) in
+                    zip((lc.energy_weight, lc.forces_weight, lc.stress_weight), terms))
     return m
 
 
@@ -216,6 +232,7 @@ class TrainingRun:
     network: Optional[torch.nn.Module] = None  # what a training step calls: the model, or its DDP wrapper
     state: dict = field(default_factory=lambda: {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                                   "bad_epochs": 0})
+    frame_weights: Dict[str, np.ndarray] = field(default_factory=dict)  # per split: loss factor of each structure
 
     @property
     def eval_model(self):
@@ -266,7 +283,7 @@ def _train(cfg, restart, show_progress, stop_after_epochs, echo, overwrite, t_st
             break
         t_epoch = time.time()
         record = train_one_epoch(run, show_progress and ranks.main)
-        val_m = validate(run.eval_model, run.data["val"], cfg, run.device, ranks)
+        val_m = validate(run.eval_model, run.data["val"], cfg, run.device, ranks, run.frame_weights.get("val"))
         if not math.isfinite(val_m["loss"]):
             raise RuntimeError(f"training stopped: the validation loss of epoch {record['epoch']} is "
                                f"{val_m['loss']}; {_kept(run)}")
@@ -347,6 +364,7 @@ def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False
     steps = math.ceil(len(data["train"]) / (tc.batch_size * ranks.world))
     run = TrainingRun(cfg, device, run_dir, log, data, stats, model, ema_model, _optimizer(model, tc),
                       _Schedule(tc, steps), ranks, network)
+    run.frame_weights = _frame_weights(cfg, data, log)
     run.state["data_sha256"] = data_fingerprint(cfg)
     run.state["effective_batch_size"] = tc.batch_size * ranks.world
     if ckpt is not None:
@@ -477,6 +495,32 @@ def _read_data(cfg: Config, r_max: float) -> Dict[str, object]:
     return data
 
 
+def _frame_weights(cfg: Config, data: dict, log: Callable) -> Dict[str, np.ndarray]:
+    """Each split's loss factor per structure, from ``loss.config_type_weights`` (empty when it is)."""
+    import difflib
+
+    weights = cfg.loss.config_type_weights
+    if not weights:
+        return {}
+    types = {}
+    for split, dataset in data.items():
+        if not hasattr(dataset, "frames"):
+            raise ValueError(f"loss.config_type_weights: the {split} data are a preprocessed file, which keeps no "
+                             "config_type; train on the extxyz file instead")
+        types[split] = np.array([str(f.atoms.info.get("config_type", "")) for f in dataset.frames])
+    known = sorted(set(types["train"].tolist()) - {""})
+    for name in weights:
+        if name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            raise ValueError(f"loss.config_type_weights: no training frame has config_type {name!r}"
+                             f"{f'; did you mean {hint[0]!r}?' if hint else ''} (the training frames have: "
+                             f"{', '.join(known) or 'none'})")
+    out = {split: np.array([weights.get(t, 1.0) for t in kinds]) for split, kinds in types.items()}
+    log("loss factors by config_type: " + ", ".join(
+        f"{name} ×{w:g} ({np.count_nonzero(types['train'] == name)} training frames)" for name, w in weights.items()))
+    return out
+
+
 def _preprocessed(path: str, cfg: Config, r_max: float, what: str) -> PreprocessedDataset:
     dataset = PreprocessedDataset(path)
     dataset.check(r_max, cfg.data.species, what)
@@ -597,7 +641,9 @@ def take_step(run: TrainingRun, batch: Batch, counts: Optional[Dict[str, int]] =
     if want_stress:
         out["stress"] = stress_from_virial(out["virial"], batch)
     # DDP averages the ranks' gradients: each rank's part of the mean is scaled by the number of ranks
-    parts = loss_terms(out, batch, run.cfg.loss, counts, scale=weight * ranks.world)
+    factors = run.frame_weights.get("train")
+    factors = None if factors is None else torch.as_tensor(factors[batch.index.numpy()])
+    parts = loss_terms(out, batch, run.cfg.loss, counts, scale=weight * ranks.world, frame_weights=factors)
     loss = ranks.total(parts["total"]) / ranks.world
     if not bool(torch.isfinite(loss)):
         raise RuntimeError(f"training stopped: the loss became {loss.item()} at step {run.state['step'] + 1} "
