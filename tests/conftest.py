@@ -27,6 +27,18 @@ def small_model(dtype="float64", seed=0, architecture="nequip", **kwargs):
     return build_model(architecture, dtype=dtype, seed=seed, **cfg)
 
 
+def cuzr_script(name: str):
+    """The module of ``data/cuzr/<name>.py`` (the Cu–Zr data scripts are not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "data" / "cuzr" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"cuzr_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def assert_same_weights(a, b, label=""):
     """Every tensor of ``a``'s state dict equals ``b``'s, bit for bit (pairs in order; ``label`` names the case)."""
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):

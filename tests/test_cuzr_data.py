@@ -7,6 +7,7 @@ import pytest
 
 from equicalc.data import read_frames
 from equicalc.reference import eam_calculator, eam_potential_file
+from conftest import cuzr_script
 
 CUZR = Path(__file__).resolve().parent.parent / "data" / "cuzr"
 
@@ -107,18 +108,12 @@ def test_the_eam_file_is_the_mendelev_cuzr_potential():
 @pytest.mark.slow
 def test_lammps_quench_records_the_protocol_as_the_ase_quench_does(tmp_path):
     """validate_tg.py's native LAMMPS quench: the same rows on the same time grid as equicalc's quench."""
-    import sys
-
     from equicalc.analysis import EnsembleQuenchResult, quench
     from equicalc.analysis.quench import make_protocol, relaxed_start
     from equicalc.systems import random_alloy
 
     calc = _reference("lammps")
-    sys.path.insert(0, str(CUZR))
-    try:
-        from validate_tg import lammps_quench
-    finally:
-        sys.path.remove(str(CUZR))
+    lammps_quench = cuzr_script("validate_tg").lammps_quench
     protocol = dict(t_melt=1500.0, t_final=500.0, cooling_rate=1000.0, melt_time=0.2, hold_time=0.2, timestep=2.0,
                     window=100.0, pressure=0.0)
     starts = [relaxed_start(random_alloy(32, "Cu64Zr36", volume_per_atom=17.5, seed=k), calc, 50) for k in range(2)]

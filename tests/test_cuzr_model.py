@@ -7,10 +7,10 @@ import pytest
 
 from equicalc import EquiCalc, load_model
 from equicalc.models import describe, model_path, shipped_models
+from conftest import cuzr_script
 
 ROOT = Path(__file__).resolve().parent.parent
 CUZR = ROOT / "data" / "cuzr"
-CONDENSED_TYPES = ("liquid", "liquid_composition", "quench", "glass", "crystal", "strained", "surface")
 # the README tables that state each model's errors on the condensed test frames
 README_MARKERS = {"cuzr": "test-errors", "cuzr-allegro": "allegro-test-errors"}
 
@@ -42,12 +42,8 @@ def test_shipped_models_are_found_by_name():
 @pytest.mark.parametrize("name", sorted(README_MARKERS))
 def test_stated_test_errors_are_measured_again(name):
     """Metadata and README state the errors on the condensed test frames; a fresh evaluation gives them."""
-    from equicalc.data import read_frames
-    from equicalc.evaluate import error_metrics, predict_frames
-
     model = load_model(model_path(name))
-    frames = [f for f in read_frames(CUZR / "test.extxyz.gz") if f.atoms.info["config_type"] in CONDENSED_TYPES]
-    measured = error_metrics(predict_frames(model, frames))
+    measured = cuzr_script("ship").test_errors(model, condensed_only=True)
     stored = model.metadata["test_errors"]
     for key, (mae, rmse) in stated_errors(README_MARKERS[name]).items():
         for stat, value in (("mae", mae), ("rmse", rmse)):

@@ -7,7 +7,7 @@ import torch
 
 from equicalc import EquiCalc, build_model, load_model, save_model
 from equicalc.model_io import FORMAT_VERSION
-from conftest import assert_same_weights, random_cuzr, small_model
+from conftest import assert_same_weights, cuzr_script, random_cuzr, small_model
 
 
 @pytest.mark.parametrize("architecture", ["nequip", "allegro"])
@@ -143,7 +143,6 @@ def test_files_written_before_the_specs_load_unchanged():
     """The training runs in data/cuzr were written by earlier versions: they load, a finished run's model.pth
     holds its best checkpoint's EMA weights, and each shipped model (saved again with its test errors) has the
     weights of the file that ``data/cuzr/ship.py`` names as its source."""
-    import importlib.util
     from pathlib import Path
 
     from equicalc.models import model_path
@@ -151,10 +150,7 @@ def test_files_written_before_the_specs_load_unchanged():
     runs = Path(__file__).resolve().parent.parent / "data" / "cuzr"
     for run in ("finetune", "allegro"):
         assert_same_weights(load_model(runs / run / "checkpoint_best.pt"), load_model(runs / run / "model.pth"), run)
-    spec = importlib.util.spec_from_file_location("ship", runs / "ship.py")
-    ship = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship)
-    for name, source in ship.SOURCES.items():
+    for name, source in cuzr_script("ship").SOURCES.items():
         exported, shipped = load_model(source), load_model(model_path(name))
         assert_same_weights(exported, shipped, name)
         assert exported.spec == shipped.spec
