@@ -11,7 +11,7 @@ torch first, so that pip does not resolve a CUDA build):
 
 One model size for all (untrained weights; the cost does not depend on them): l_max 1 with both
 parities, 32 features, r_max 5 Å, 8 Bessel functions, radial MLP 2 × 64; equicalc and NequIP
-3 layers; MACE hidden irreps 32x0e+32x1o, max_ell 1, 2 interactions, correlation 3. The NequIP
+3 layers; MACE hidden irreps 32x0e+32x1o, max_ell 1, 2 interactions, correlation 3; no ZBL term in any. The NequIP
 model is made the way its users make one: ``nequip-train`` for one step on 16 Cu–Zr frames,
 then ``nequip-compile --mode aotinductor --target ase`` (the eager NequIP calculator loads the
 checkpoint, as NequIP's own tests do). Setup is cached in ``--work``.
@@ -45,7 +45,7 @@ ARCH = dict(r_max=5.0, l_max=1, num_features=32, num_layers=3, num_basis=8, radi
 def _equicalc(dtype, work):
     from equicalc import EquiCalc, build_model
 
-    model = build_model(species=["Cu", "Zr"], parity=True, seed=0, **ARCH)
+    model = build_model(species=["Cu", "Zr"], parity=True, seed=0, zbl=False, **ARCH)  # the peers have no ZBL term
     return EquiCalc(model, dtype=dtype, device="cpu")
 
 
@@ -264,8 +264,8 @@ def cells(sizes, work):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nequip", help="python of the NequIP venv (NequIP skipped without it)")
-    parser.add_argument("--mace", help="python of the MACE venv (MACE skipped without it)")
+    parser.add_argument("--nequip", type=os.path.abspath, help="python of the NequIP venv (NequIP skipped without it)")
+    parser.add_argument("--mace", type=os.path.abspath, help="python of the MACE venv (MACE skipped without it)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[108, 500, 2048])
     parser.add_argument("--dtypes", nargs="+", choices=("float32", "float64"), default=["float32", "float64"])
     parser.add_argument("--rounds", type=int, default=5, help="turns each calculator takes per cell")

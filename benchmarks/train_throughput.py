@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ N_VAL = 8
 EQUICALC_CONFIG = """
 data: {{train: train.extxyz, val: val.extxyz}}
 model: {{architecture: nequip, dtype: {dtype}, seed: 0, r_max: 5.0, l_max: 1, parity: true, num_layers: 3,
-        num_features: 32, num_basis: 8, radial_hidden: 64, radial_layers: 2}}
+        num_features: 32, num_basis: 8, radial_hidden: 64, radial_layers: 2, zbl: false}}
 loss: {{energy_weight: 1.0, forces_weight: 1.0, stress_weight: 1.0}}
 training: {{batch_size: 4, eval_batch_size: 4, max_epochs: {epochs}, optimizer: adam, lr: 0.001, seed: 0,
            num_threads: {threads}}}
@@ -87,8 +88,8 @@ def wall_time(cmd, threads: int, code: str, log: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nequip", help="python of the NequIP venv (NequIP skipped without it)")
-    parser.add_argument("--mace", help="python of the MACE venv (MACE skipped without it)")
+    parser.add_argument("--nequip", type=os.path.abspath, help="python of the NequIP venv (NequIP skipped without it)")
+    parser.add_argument("--mace", type=os.path.abspath, help="python of the MACE venv (MACE skipped without it)")
     parser.add_argument("--dtypes", nargs="+", choices=("float32", "float64"), default=["float32", "float64"])
     parser.add_argument("--epochs", type=int, default=2, help="epochs timed beyond the first")
     parser.add_argument("--threads", type=int, default=2)
