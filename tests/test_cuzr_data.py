@@ -13,16 +13,25 @@ CUZR = Path(__file__).resolve().parent.parent / "data" / "cuzr"
 
 
 # the stages' frames in the val and test splits, in file order: the first stages, `sparse`, `wide`, `close`,
-# `lattice`
-GROUPS = {"val": (146, 20, 26, 7, 10), "test": (146, 20, 27, 6, 9)}
+# `lattice`, `b2`
+GROUPS = {"val": (146, 20, 26, 7, 10, 2), "test": (146, 20, 27, 6, 9, 2)}
 CONDENSED = {"liquid", "liquid_composition", "quench", "glass", "crystal", "strained", "surface"}
 KINDS = (CONDENSED, {"isolated_atom", "dimer", "cluster", "expanded"},
-         {"liquid_composition", "quench", "glass", "strained"}, {"dimer", "compressed"}, {"lattice"})
+         {"liquid_composition", "quench", "glass", "strained"}, {"dimer", "compressed"}, {"lattice"}, {"lattice"})
 
 
 @functools.lru_cache(maxsize=None)
 def split_frames(split: str) -> list:
     return read_frames(CUZR / f"{split}.extxyz.gz")
+
+
+def stage_frames(k: int) -> list:
+    """The val and test frames of the ``k``-th group of ``GROUPS`` (0: the first stages)."""
+    out = []
+    for split, sizes in GROUPS.items():
+        bounds = np.cumsum((0,) + sizes)
+        out += split_frames(split)[bounds[k]:bounds[k + 1]]
+    return out
 
 
 def test_splits_are_complete_and_labelled():
@@ -43,13 +52,13 @@ def test_splits_are_complete_and_labelled():
         assert all(64 <= f.n_atoms <= 250 for f in frames[bounds[4]:])
         wide = [f.atoms.info["x_cu"] for f in frames[bounds[2]:bounds[3]]]
         assert min(wide) == pytest.approx(0.30, abs=0.01)  # the glass-forming range down to Cu30Zr70
-    assert counts == {"train": 1666, "val": 209, "test": 208}
+    assert counts == {"train": 1683, "val": 211, "test": 210}
 
 
 def test_close_pairs_reach_the_repulsive_wall():
     from ase.neighborlist import neighbor_list
 
-    frames = [f for split in GROUPS for f in split_frames(split)[-sum(GROUPS[split][-2:]):-GROUPS[split][-1]]]
+    frames = stage_frames(3)
     assert {f.atoms.info["config_type"] for f in frames} == {"dimer", "compressed"}  # the `close` stage
     closest = [neighbor_list("d", f.atoms, 2.5).min(initial=2.5) for f in frames]
     assert min(closest) < 1.7 and max(f.energy / f.n_atoms for f in frames) > 1.0
@@ -57,7 +66,7 @@ def test_close_pairs_reach_the_repulsive_wall():
 
 def test_lattice_frames_sample_every_crystal_near_its_equilibrium():
     """The `lattice` stage: each relaxed crystal at 0 K scaled, strained and displaced, not far from its minimum."""
-    frames = [f for split in GROUPS for f in split_frames(split)[-GROUPS[split][-1]:]]
+    frames = stage_frames(4)
     assert {f.atoms.info["config_type"] for f in frames} == {"lattice"}
     lowest = {}
     for f in frames:
@@ -68,6 +77,18 @@ def test_lattice_frames_sample_every_crystal_near_its_equilibrium():
         assert sum(key in info for key in ("scale", "strain", "displacement")) == 1
         assert info["temperature"] == 0.0 and f.energy / f.n_atoms - lowest[info["phase"]] < 0.1, info
         assert np.abs(f.forces).max() < 5.0
+
+
+def test_b2_frames_lie_within_one_percent_of_its_minimum():
+    """The `b2` stage: B2 CuZr at 0 K, scaled or strained by at most 1 % or with one atom moved by at most 0.04 Å."""
+    frames = stage_frames(5)
+    assert {f.atoms.info["phase"] for f in frames} == {"B2 CuZr"} and {f.n_atoms for f in frames} == {128}
+    for f in frames:
+        info = f.atoms.info
+        assert info["temperature"] == 0.0
+        assert abs(info.get("scale", 1.0) - 1.0) <= 0.01 and np.abs(info.get("strain", 0.0)).max() <= 0.01
+        assert info.get("displacement", 0.0) <= 0.04
+        assert f.energy / f.n_atoms < -5.010 and np.abs(f.stress).max() < 0.03  # eV/atom, eV/Å³
 
 
 def _reference(backend):

@@ -31,6 +31,10 @@ What is sampled (64–250 atoms per frame except in ``sparse``; MD frames ≥ 0.
   and a 6000 K liquid whose atoms collide head on (nearest pairs down to about 1.85 Å).
 * ``lattice``: the relaxed crystals at 0 K, scaled (0.97–1.03), strained (±2 %) and with small random
   displacements (0.02–0.1 Å), single points: what a lattice constant, elastic constants and phonons see.
+* ``b2``: B2 CuZr (128 atoms) at 0 K within 1 % of its equilibrium, where the EAM's pressure–volume
+  curve bends sharply (stiff on compression, soft on expansion): isotropic scalings by ±0.25–1 %,
+  uniaxial and shear strains of ±0.5 and ±1 %, and one atom displaced by 0.01–0.04 Å; single points,
+  labelled ``lattice``.
 
 Usage (``pip install -e ".[reference]"`` first)::
 
@@ -372,8 +376,43 @@ def lattice(rng, quick: bool) -> list:
     return frames
 
 
+def b2_near_equilibrium(rng, quick: bool) -> list:
+    """B2 CuZr at 0 K close to its minimum: the relaxed cubic cell scaled, strained and with one atom moved.
+
+    The lattice stage's B2 frames are 1.5–3 % away; what the lattice constant and the elastic constants
+    measure lies within 1 %, where the EAM's curve is far from harmonic.
+    """
+    run = EAMRun(systems.b2_cuzr(3.24).repeat((4, 4, 4)), int(rng.integers(1 << 30)))
+    run.relax(box="iso")
+    relaxed = run.atoms()
+    run.close()
+    jobs = [(relaxed, {})]
+    for f in (0.99, 0.995, 0.9975, 1.0025, 1.005, 1.01)[::3 if quick else 1]:
+        scaled = relaxed.copy()
+        scaled.set_cell(relaxed.cell.array * f, scale_atoms=True)
+        jobs.append((scaled, {"scale": f}))
+    for (i, j) in ((0, 0), (1, 2)):  # uniaxial xx, shear yz
+        for eps in (-0.01, -0.005, 0.005, 0.01)[::3 if quick else 1]:
+            strain = np.zeros((3, 3))
+            strain[i, j] = strain[j, i] = eps if i == j else eps / 2
+            strained_cell = relaxed.copy()
+            strained_cell.set_cell(relaxed.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+            jobs.append((strained_cell, {"strain": strain[np.triu_indices(3)]}))
+    for atom in (0, 1):  # a Cu and a Zr atom
+        for step in (0.01, 0.02, 0.04)[::2 if quick else 1]:
+            direction = rng.normal(size=3)
+            moved = relaxed.copy()
+            moved.positions[atom] += step * direction / np.linalg.norm(direction)
+            jobs.append((moved, {"displacement": step}))
+    frames = []
+    for structure, done in jobs:
+        frames += single_points([structure], rng, config_type="lattice", temperature=0.0, phase="B2 CuZr", **done)
+    return frames
+
+
 STAGES = {"liquids": liquids, "quenches": quenches, "crystals": crystals, "strained": strained,
-          "surfaces": surfaces, "sparse": sparse, "wide": wide, "close": close, "lattice": lattice}
+          "surfaces": surfaces, "sparse": sparse, "wide": wide, "close": close, "lattice": lattice,
+          "b2": b2_near_equilibrium}
 # stages split into train/val/test together by one permutation; later stages are split on their own, so
 # that adding a stage leaves the earlier splits (and the test set of models trained on them) unchanged
 FIRST_STAGES = ("liquids", "quenches", "crystals", "strained", "surfaces")
