@@ -250,7 +250,9 @@ def cmd_quench(args) -> int:
     starts = [random_alloy(args.atoms, args.composition, volume_per_atom=17.5, seed=args.seed + k)
               for k in range(args.replicas)]
     rates = " and ".join(f"{r:g}" for r in args.rates) if args.rates else f"{args.rate:g}"
-    print(f"melt-quench of {args.replicas} x {args.atoms} atoms, {starts[0].get_chemical_formula()}: "
+    symbols = starts[0].get_chemical_symbols()
+    counts = " + ".join(f"{symbols.count(s)} {s}" for s in args.composition)
+    print(f"melt-quench of {args.replicas} x {args.atoms} atoms ({counts}): "
           f"{args.t_melt:g} K for {args.melt_time:g} ps, cooling at {rates} K/ps to {args.t_final:g} K, hold "
           f"{args.hold_time:g} ps, {args.pressure:g} bar, with {label}; output in {out}/")
     protocol = dict(replicas=args.replicas, t_melt=args.t_melt, t_final=args.t_final, pressure=args.pressure,
