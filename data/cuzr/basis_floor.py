@@ -11,7 +11,9 @@ to their values and slopes at the pair distances of condensed test frames: a
 few hundred Adam steps, then the output layer by least squares. It writes the
 EAM with the fitted functions (the embedding functions and everything below
 1.5 Å unchanged) and prints the force error against the true EAM on those
-frames: what the basis costs a model that learnt the reference's functions.
+frames, and the B2 CuZr lattice constant and elastic constants of the fitted EAM
+against the true one's: what the basis costs a model that learnt the reference's
+functions.
 
     python data/cuzr/basis_floor.py [--num-basis 10 16 24 32] [--steps 300] [--every 10]
 
@@ -118,8 +120,23 @@ def fitted_potential(tables, net, target: Path) -> None:
     write_eam(source, par, embedding, density, pair, str(target), kind="eam/fs")
 
 
+def b2_properties(calc) -> dict:
+    """B2 CuZr under ``calc``: lattice constant ``a`` (Å) and C11, C12, C44, B (GPa)."""
+    from equicalc.analysis.elastic import cubic_elastic_constants
+    from equicalc.systems import relaxed_b2
+
+    atoms = relaxed_b2(calc)
+    return {"a": float(atoms.cell[0, 0]), **cubic_elastic_constants(atoms, calc)}
+
+
+def _b2_line(b2: dict) -> str:
+    return f"B2 a0 {b2['a']:.4f} Å, C11 / C12 / C44 / B " + " / ".join(f"{b2[k]:.1f}" for k in
+                                                                        ("C11", "C12", "C44", "B")) + " GPa"
+
+
 def basis_errors(num_basis_list, steps: int = 300, every: int = 10) -> dict:
-    """{num_basis: (MAE, RMSE)} of the forces of the fitted EAM against the EAM's, meV/Å, condensed test frames."""
+    """{num_basis: (force MAE, RMSE, B2 properties)} of the fitted EAM; forces against the EAM's, meV/Å, on
+    condensed test frames; B2 from ``b2_properties`` (``"EAM"``: the true EAM's)."""
     from ase.calculators.eam import EAM as TableSplines
     from ase.neighborlist import neighbor_list
     from matscipy.calculators.eam import EAM
@@ -141,14 +158,16 @@ def basis_errors(num_basis_list, steps: int = 300, every: int = 10) -> dict:
     tables = read_eam(str(source), kind="eam/fs")
 
     reference = frame_forces(EAM(str(source), kind="eam/fs"), frames)
-    results = {}
+    results = {"EAM": (0.0, 0.0, b2_properties(EAM(str(source), kind="eam/fs")))}
+    print(f"the EAM: {_b2_line(results['EAM'][2])}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for num_basis in num_basis_list:
             path = Path(tmp) / f"basis{num_basis}.eam.fs"
             fitted_potential(tables, fit(num_basis, r, targets, slopes, steps), path)
-            results[num_basis] = force_errors(path, frames, reference)
-            print(f"{num_basis} Bessel functions: force MAE {results[num_basis][0]:.1f}, RMSE "
-                  f"{results[num_basis][1]:.1f} meV/Å ({len(frames)} condensed test frames)", flush=True)
+            mae, rmse = force_errors(path, frames, reference)
+            results[num_basis] = (mae, rmse, b2_properties(EAM(str(path), kind="eam/fs")))
+            print(f"{num_basis} Bessel functions: force MAE {mae:.1f}, RMSE {rmse:.1f} meV/Å ({len(frames)} "
+                  f"condensed test frames); {_b2_line(results[num_basis][2])}", flush=True)
     return results
 
 
