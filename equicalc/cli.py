@@ -251,7 +251,7 @@ def cmd_quench(args) -> int:
               for k in range(args.replicas)]
     rates = " and ".join(f"{r:g}" for r in args.rates) if args.rates else f"{args.rate:g}"
     symbols = starts[0].get_chemical_symbols()
-    counts = " + ".join(f"{symbols.count(s)} {s}" for s in args.composition)
+    counts = " + ".join(f"{symbols.count(s)} {s}" for s in sorted(set(symbols)))
     print(f"melt-quench of {args.replicas} x {args.atoms} atoms ({counts}): "
           f"{args.t_melt:g} K for {args.melt_time:g} ps, cooling at {rates} K/ps to {args.t_final:g} K, hold "
           f"{args.hold_time:g} ps, {args.pressure:g} bar, with {label}; output in {out}/")

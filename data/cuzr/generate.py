@@ -33,7 +33,7 @@ What is sampled (64–250 atoms per frame except in ``sparse``; MD frames ≥ 0.
   displacements (0.02–0.1 Å), single points: what a lattice constant, elastic constants and phonons see.
 * ``b2``: B2 CuZr (128 atoms) at 0 K within 1 % of its equilibrium, where the EAM's pressure–volume
   curve bends sharply (stiff on compression, soft on expansion): isotropic scalings by ±0.25–1 %,
-  uniaxial and shear strains of ±0.5 and ±1 %, and one atom displaced by 0.01–0.04 Å; single points,
+  uniaxial strains and shears (γ_yz) of ±0.5 and ±1 %, and one atom displaced by 0.01–0.04 Å; single points,
   labelled ``lattice``.
 
 Usage (``pip install -e ".[reference]"`` first)::
