@@ -157,8 +157,9 @@ def basis_errors(num_basis_list, steps: int = 300, every: int = 10) -> dict:
     slopes = np.stack([f.derivative()(r) for f in functions], axis=1)
     tables = read_eam(str(source), kind="eam/fs")
 
-    reference = frame_forces(EAM(str(source), kind="eam/fs"), frames)
-    results = {"EAM": (0.0, 0.0, b2_properties(EAM(str(source), kind="eam/fs")))}
+    eam = EAM(str(source), kind="eam/fs")
+    reference = frame_forces(eam, frames)
+    results = {"EAM": (0.0, 0.0, b2_properties(eam))}
     print(f"the EAM: {_b2_line(results['EAM'][2])}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for num_basis in num_basis_list:

@@ -55,6 +55,16 @@ def batch_counts(batch: Batch) -> Dict[str, int]:
             "stress": 9 * int(batch.has_stress.sum())}
 
 
+def _weighted_error_sum(err: torch.Tensor, weight: torch.Tensor, loss_cfg) -> torch.Tensor:
+    """Sum of the squared (``mse``) or Huber errors ``err``, each row (structure or atom) times its ``weight``."""
+    if loss_cfg.kind == "huber":
+        each = torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=loss_cfg.huber_delta,
+                                              reduction="none")
+    else:
+        each = err ** 2
+    return torch.sum(each.reshape(len(weight), -1) * weight[:, None])
+
+
 def loss_terms(out: Dict[str, torch.Tensor], batch: Batch, loss_cfg, counts: Optional[Dict[str, int]] = None,
                scale: float = 1.0, frame_weights: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
     """Weighted loss and its parts for one batch.
@@ -73,13 +83,7 @@ def loss_terms(out: Dict[str, torch.Tensor], batch: Batch, loss_cfg, counts: Opt
         else frame_weights.to(device=device, dtype=torch.float64)
 
     def term(err, weight, key):
-        if loss_cfg.kind == "huber":
-            each = torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=loss_cfg.huber_delta,
-                                                  reduction="none")
-        else:
-            each = err ** 2
-        summed = torch.sum(each.reshape(len(weight), -1) * weight[:, None])
-        return summed * (scale / max(counts[key], 1))
+        return _weighted_error_sum(err, weight, loss_cfg) * (scale / max(counts[key], 1))
 
     n_atoms = batch.graph.n_atoms.to(device)
     parts = {"energy": term((out["energy"].double() - batch.energy) / n_atoms, w, "energy")}
@@ -167,6 +171,7 @@ def validate(model, dataset, cfg: Config, device, ranks: Ranks = Ranks(),
     training; the error metrics are unweighted. Under DDP each rank evaluates a contiguous part of the split
     and every rank gets the metrics of all of it.
     """
+    factors = np.ones(len(dataset)) if frame_weights is None else np.asarray(frame_weights, dtype=float)
     if ranks.distributed:
         dataset = torch.utils.data.Subset(dataset, shard(np.arange(len(dataset)), ranks).tolist())
     acc = predict(model, dataset, batch_size=cfg.training.eval_batch_size, device=device,
@@ -174,23 +179,17 @@ def validate(model, dataset, cfg: Config, device, ranks: Ranks = Ranks(),
     arrays = _gathered(acc.arrays(), ranks)
     m = error_metrics(arrays)
     # the validation loss uses the training loss' form on the whole set (MSE or Huber of the same units)
-    w = np.ones(len(arrays["index"])) if frame_weights is None else np.asarray(frame_weights)[arrays["index"]]
-    stress_w = np.ones(len(arrays["stress_index"])) if frame_weights is None \
-        else np.asarray(frame_weights)[arrays["stress_index"]]
+    w = factors[arrays["index"]]
     terms = [((arrays["energy_pred"] - arrays["energy_ref"]) / arrays["n_atoms"], w),
              (arrays["forces_pred"] - arrays["forces_ref"], np.repeat(w, arrays["n_atoms"].astype(int))),
-             (arrays["stress_pred"] - arrays["stress_ref"], stress_w)]
+             (arrays["stress_pred"] - arrays["stress_ref"], factors[arrays["stress_index"]])]
     lc = cfg.loss
 
     def term(err, weight):
         err = torch.as_tensor(err)
         if err.numel() == 0:
             return 0.0
-        if lc.kind == "huber":
-            each = torch.nn.functional.huber_loss(err, torch.zeros_like(err), delta=lc.huber_delta, reduction="none")
-        else:
-            each = err ** 2
-        return float(torch.sum(each.reshape(len(weight), -1) * torch.as_tensor(weight)[:, None]) / err.numel())
+        return float(_weighted_error_sum(err, torch.as_tensor(weight), lc) / err.numel())
 
     m["loss"] = sum(k * term(err, weight) for k, (err, weight) in
                     zip((lc.energy_weight, lc.forces_weight, lc.stress_weight), terms))
