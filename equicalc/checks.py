@@ -19,7 +19,8 @@ def option(default, doc: str, choices=None, minimum=None, maximum=None, exclusiv
            exclusive_max: bool = False):
     """A dataclass field with its documentation and the rules ``check_value`` applies.
 
-    ``minimum``/``maximum`` bound numbers (``exclusive``/``exclusive_max``: the bound itself is refused).
+    ``minimum``/``maximum`` bound numbers, and the values of a mapping (``exclusive``/``exclusive_max``: the
+    bound itself is refused).
     """
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "exclusive": exclusive,
             "exclusive_max": exclusive_max}
@@ -44,7 +45,7 @@ def type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
-def _check_type(value, tp, name: str, what: str):
+def _check_type(value, tp, name: str, what: str, bounds: dict):
     if tp is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{what}: '{name}' must be true or false, got {value!r}")
@@ -62,10 +63,10 @@ def _check_type(value, tp, name: str, what: str):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{what}: '{name}' must be a list, got {value!r}")
         value = list(value)
-    elif typing.get_origin(tp) is dict:  # Dict[str, float]: a mapping of names to finite numbers
+    elif typing.get_origin(tp) is dict:  # Dict[str, float]: names to finite numbers, each within the bounds
         if not isinstance(value, dict):
             raise ValueError(f"{what}: '{name}' must be a mapping, got {value!r}")
-        value = {str(k): check_value(v, typing.get_args(tp)[1], f"{name}.{k}", {}, what) for k, v in value.items()}
+        value = {str(k): check_value(v, typing.get_args(tp)[1], f"{name}.{k}", bounds, what) for k, v in value.items()}
     return value
 
 
@@ -87,7 +88,8 @@ def check_value(value, tp, name: str, meta: dict, what: str = "config"):
         if len(options) == 1:
             raise errors[0]
         raise ValueError(f"{what}: '{name}' must be {' or '.join(type_name(a) for a in options)}, got {value!r}")
-    value = _check_type(value, tp, name, what)
+    bounds = {k: v for k, v in meta.items() if k in ("minimum", "maximum", "exclusive", "exclusive_max")}
+    value = _check_type(value, tp, name, what, bounds)
     choices = meta.get("choices")
     if choices and value not in choices:
         raise ValueError(f"{what}: '{name}' must be one of {', '.join(map(str, choices))}; got {value!r}")

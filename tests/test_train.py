@@ -434,5 +434,5 @@ def test_config_type_weights_weigh_each_frames_errors_in_training_and_validation
     misspelt = replace(cfg, loss=replace(cfg.loss, config_type_weights={"strianed": 3.0}))
     with pytest.raises(ValueError, match="no training frame has config_type 'strianed'; did you mean 'strained'"):
         setup(misspelt, restart=False, echo=False, overwrite=True)
-    with pytest.raises(ValueError, match=r"'loss.config_type_weights' must be >= 0"):
+    with pytest.raises(ValueError, match=r"'loss.config_type_weights.bulk' must be >= 0"):
         config_from_dict({"data": {"train": "x"}, "loss": {"config_type_weights": {"bulk": -1}}})

@@ -83,7 +83,7 @@ class LossConfig:
     huber_delta: float = option(0.01, "Huber transition point (in each term's unit)", minimum=0, exclusive=True)
     config_type_weights: Dict[str, float] = option({}, "factor on every term of the frames of each extxyz "
                                                    "`config_type` named here, e.g. {lattice: 10}; others 1 "
-                                                   "(training and validation loss; not the error metrics)")
+                                                   "(training and validation loss; not the error metrics)", minimum=0)
 
 
 @dataclass
@@ -202,9 +202,6 @@ def config_from_dict(raw: dict, base_dir: Union[str, os.PathLike] = ".") -> Conf
         model_path=raw.get("model_path"),
         base_dir=str(base_dir),
     )
-    negative = {k: v for k, v in cfg.loss.config_type_weights.items() if v < 0}
-    if negative:
-        raise ValueError(f"config: 'loss.config_type_weights' must be >= 0, got {negative}")
     if cfg.loss.energy_weight == cfg.loss.forces_weight == cfg.loss.stress_weight == 0:
         raise ValueError("config: at least one of loss.energy_weight, forces_weight, stress_weight must be > 0")
     return cfg
