@@ -218,3 +218,20 @@ def test_fused_kernels_equal_the_pytorch_path():
     assert abs(a["energy"] - b["energy"]) < 1e-10
     np.testing.assert_allclose(a["forces"], b["forces"], atol=1e-11)
     np.testing.assert_allclose(a["stress"], b["stress"], atol=1e-12)
+
+
+def test_cpu_kernels_use_as_many_threads_as_torch():
+    """With torch on one thread (``OMP_NUM_THREADS=1``, or ``torch.set_num_threads``), the numba kernels use one
+    too: several runs side by side must not each take every core."""
+    import numba
+
+    calc = EquiCalc(small_model(seed=3), fused_kernels=True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        calc.calculate_batch([random_cuzr(seed=3)])
+        assert numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    calc.calculate_batch([random_cuzr(seed=3)])
+    assert numba.get_num_threads() == min(before, numba.config.NUMBA_NUM_THREADS)
