@@ -221,17 +221,27 @@ def test_fused_kernels_equal_the_pytorch_path():
 
 
 def test_cpu_kernels_use_as_many_threads_as_torch():
-    """With torch on one thread (``OMP_NUM_THREADS=1``, or ``torch.set_num_threads``), the numba kernels use one
-    too: several runs side by side must not each take every core."""
-    import numba
+    """With ``OMP_NUM_THREADS=1`` torch and the numba kernels both run on one thread, before and after the first
+    kernel has started numba's pool (which shares torch's OpenMP runtime and would set it to every core); a later
+    ``torch.set_num_threads`` carries over to the kernels."""
+    import os
+    import subprocess
+    import sys
 
-    calc = EquiCalc(small_model(seed=3), fused_kernels=True)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        calc.calculate_batch([random_cuzr(seed=3)])
-        assert numba.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    script = """
+import numba, torch
+from equicalc import EquiCalc
+from conftest import random_cuzr, small_model
+calc = EquiCalc(small_model(seed=3), fused_kernels=True)
+seen = []
+for threads in (None, 2, 1):
+    if threads:
+        torch.set_num_threads(threads)
     calc.calculate_batch([random_cuzr(seed=3)])
-    assert numba.get_num_threads() == min(before, numba.config.NUMBA_NUM_THREADS)
+    seen.append((torch.get_num_threads(), numba.get_num_threads()))
+print(seen)
+"""
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=os.path.dirname(__file__), capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[(1, 1), (2, 2), (1, 1)]"

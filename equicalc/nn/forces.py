@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Dict
 
-import numba
 import torch
 
 from ..graph import cell_volume
 from ..neighbors import edge_pair_index
+from .threads import match_threads
 
 __all__ = ["compute_properties", "is_fused"]
 
@@ -57,8 +57,8 @@ def compute_properties(
         raise ValueError("this model is for inference only (fused convolutions or frozen self-connections, as "
                          "EquiCalc prepares it); train the model as load_model or build_model give it")
     dtype = next(net.parameters()).dtype
-    if graph.positions.device.type == "cpu":  # the CPU kernels (numba) use as many threads as torch
-        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if graph.positions.device.type == "cpu":
+        match_threads()
     positions, cell = graph.positions, graph.cell
     need_grad = forces or stress
     inputs = []

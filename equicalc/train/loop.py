@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-import numba
 import numpy as np
 import torch
 
@@ -33,6 +32,7 @@ from ..files import atomic_copy, remove_temporary
 from ..memory import keep_freed_memory
 from ..model_io import build_model, load_model, model_from_payload, save_model
 from ..nn.forces import compute_properties
+from ..nn.threads import match_threads
 from ..preprocessed import PreprocessedDataset, is_preprocessed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
@@ -312,8 +312,7 @@ def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False
     """
     tc = cfg.training
     if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
-        numba.set_num_threads(min(tc.num_threads, numba.config.NUMBA_NUM_THREADS))  # the CPU kernels' threads
+        match_threads(tc.num_threads)
     device = resolve_device(tc.device)
     if device.type == "cpu":
         keep_freed_memory()  # the step's large arrays reuse freed memory instead of fresh pages
