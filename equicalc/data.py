@@ -24,7 +24,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from .graph import AtomicGraph, check_atoms, check_distances
 
 __all__ = [
-    "Frame", "read_frames", "check_species", "split_indices", "dataset_statistics", "graph_item", "GraphDataset", "collate",
+    "Frame", "read_frames", "read_images", "check_species", "split_indices", "dataset_statistics", "graph_item", "GraphDataset", "collate",
     "Batch",
 ]
 
@@ -112,7 +112,7 @@ def read_frames(path: Union[str, os.PathLike], index: str = ":", energy_key: str
     if not os.path.isfile(path):
         raise FileNotFoundError(f"data file not found: {path}")
     try:
-        images = _read_images(path, index)
+        images = read_images(path, index)
     except Exception as exc:
         raise ValueError(f"{path}: cannot be read by ase.io.read ({type(exc).__name__}: {exc})") from None
     if not isinstance(images, list):
@@ -123,8 +123,9 @@ def read_frames(path: Union[str, os.PathLike], index: str = ":", energy_key: str
             for k, a in enumerate(images)]
 
 
-def _read_images(path: str, index: str):
-    """``ase.io.read(path, index)``; a compressed extxyz file is decompressed into memory first.
+def read_images(path, index: str = ":"):
+    """``ase.io.read(path, index)`` (``Atoms`` with their labels and ``info``); a compressed extxyz file is
+    decompressed into memory first.
 
     ASE's extxyz reader seeks back to each frame after indexing the file, and every
     backward seek in a compressed stream decompresses it again from its start: the
@@ -139,6 +140,7 @@ def _read_images(path: str, index: str):
     from ase.io import read
     from ase.io.formats import filetype
 
+    path = os.fspath(path)
     opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(os.path.splitext(path)[1])
     if opener is None or filetype(path) != "extxyz":
         return read(path, index=index)

@@ -462,12 +462,12 @@ def extend(out: Path, stages: list, seed: int, quick: bool, cache: Path, fractio
 
     The files are then what a full run would write: earlier frames and splits are unchanged.
     """
-    from ase.io import read
+    from equicalc.data import read_images
 
     later = [name for name in STAGES if name not in FIRST_STAGES]
     if any(name not in later for name in stages) or stages != sorted(stages, key=later.index):
         raise SystemExit(f"--extend takes later stages in this order: {later}")
-    splits = {name: read(out / f"{name}.extxyz.gz", ":") for name in ("train", "val", "test")}
+    splits = {name: read_images(out / f"{name}.extxyz.gz") for name in ("train", "val", "test")}
     known = {frame.positions.tobytes() for split in splits.values() for frame in split}
     for name in stages:
         frames = run_stage(name, seed, quick, cache)
