@@ -129,6 +129,8 @@ def cmd_train(args) -> int:
         cfg.run_dir = args.run_dir
     if args.device:
         cfg.training.device = args.device
+    if args.threads:
+        cfg.training.num_threads = args.threads
     summary = train(cfg, restart=args.restart, show_progress=not args.quiet, overwrite=args.overwrite)
     return 0 if summary["epoch"] > 0 else 1
 
@@ -437,6 +439,8 @@ def _train_parsers(sub) -> None:
     tr.add_argument("--overwrite", action="store_true", help="start afresh where run_dir holds a run (deletes it)")
     tr.add_argument("--run-dir", help="override run_dir of the config")
     tr.add_argument("--device", help="override training.device (auto, cpu, cuda)")
+    tr.add_argument("--threads", type=_positive_int, help="override training.num_threads (CPU threads; may change "
+                                                          "on --restart)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
     pp = sub.add_parser("preprocess", help="frames and their neighbour lists to an HDF5 file that training reads "

@@ -266,6 +266,30 @@ def test_a_run_resumes_only_with_what_started_it(emt_data, tmp_path, capsys):
         train(_config(data, tmp_path / "run2", max_epochs=2), restart=True, show_progress=False, echo=False)
 
 
+def test_threads_may_change_on_restart_from_the_command_line(emt_data, tmp_path):
+    import yaml
+
+    import torch
+
+    def config_file(max_epochs):
+        path = tmp_path / f"config{max_epochs}.yaml"
+        path.write_text(yaml.safe_dump({**_config(emt_data, tmp_path / "run", max_epochs=max_epochs).to_dict(),
+                                        "data": {"train": str(emt_data / "train.extxyz"),
+                                                 "val": str(emt_data / "val.extxyz")}}))
+        return str(path)
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", config_file(1), "--quiet", "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+        assert main(["train", config_file(2), "--quiet", "--restart", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")["state"]["epoch"] == 2
+    assert main(["train", config_file(3), "--threads", "0"]) == 2  # a usage error
+
+
 class _Kill(BaseException):
     pass
 
