@@ -24,8 +24,8 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from .graph import AtomicGraph, check_atoms, check_distances
 
 __all__ = [
-    "Frame", "read_frames", "read_images", "check_species", "split_indices", "dataset_statistics", "graph_item", "GraphDataset", "collate",
-    "Batch",
+    "Frame", "read_frames", "read_images", "check_species", "split_indices", "dataset_statistics", "graph_item",
+    "GraphDataset", "collate", "Batch",
 ]
 
 @dataclass
