@@ -64,6 +64,26 @@ def test_ideal_gas_rdf_is_one():
     assert res.n_frames == 20 and set(res.partial) == {("Cu", "Cu"), ("Cu", "Zr"), ("Zr", "Zr")}
 
 
+def test_peak_position_fits_a_noisy_flat_top():
+    from equicalc.analysis.rdf import peak_position
+
+    r = np.arange(0.01, 6.0, 0.02)
+    centre = 2.757  # between bin centres
+    clean = 1 + 2.0 * np.exp(-0.5 * ((r - centre) / 0.2) ** 2)
+    rng = np.random.default_rng(0)
+    fitted, highest = [], []
+    for _ in range(50):
+        g = clean + rng.normal(0, 0.03, r.size)
+        fitted.append(peak_position(r, g))
+        highest.append(r[np.argmax(g)])
+    assert np.abs(np.array(fitted) - centre).max() < 0.01  # the highest bin alone wanders by several bins
+    assert np.abs(np.array(highest) - centre).max() > 0.02
+    assert peak_position(r, clean) == pytest.approx(centre, abs=2e-3)
+    spike = np.zeros_like(r)
+    spike[100] = 5.0
+    assert peak_position(r, spike) == pytest.approx(r[100])
+
+
 def test_crystal_rdf_peaks_and_coordination():
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (3, 3, 3)
     res = rdf(atoms, r_max=5.0, nbins=250)
