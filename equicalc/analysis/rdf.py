@@ -106,8 +106,7 @@ class RDFResult:
         """Position (Å) of the first minimum after the first peak (of the total g by default)."""
         g = self.total if g is None else g
         k = int(np.argmax(g))
-        # smooth lightly so that noise does not create a spurious minimum
-        gs = np.convolve(g, np.ones(3) / 3, mode="same")
+        gs = _smoothed(g)  # so that noise does not create a spurious minimum
         for j in range(k + 1, len(gs) - 1):
             if gs[j] <= gs[j - 1] and gs[j] < gs[j + 1]:
                 return float(self.r[j])
@@ -165,6 +164,11 @@ class RDFResult:
         return _plot(self.r, self.total, self.partial, "r (Å)", "g(r)", ax, path)
 
 
+def _smoothed(g: np.ndarray) -> np.ndarray:
+    """``g`` smoothed lightly against noise: a 3-bin running mean."""
+    return np.convolve(g, np.ones(3) / 3, mode="same")
+
+
 def peak_position(r: np.ndarray, g: np.ndarray, half_width: float = 0.1) -> float:
     """Position (Å) of the highest maximum of ``g(r)``: the vertex of a parabola fitted to ``g`` within
     ``half_width`` Å of it, the window centred on the highest bin (that of a 3-bin running mean, or the higher bin
@@ -175,7 +179,7 @@ def peak_position(r: np.ndarray, g: np.ndarray, half_width: float = 0.1) -> floa
     (fewer than three bins, or not concave) gives the highest bin's centre.
     """
     r, g = np.asarray(r, dtype=float), np.asarray(g, dtype=float)
-    k = int(np.argmax(np.convolve(g, np.ones(3) / 3, mode="same")))
+    k = int(np.argmax(_smoothed(g)))
     k = max(k - 1, 0) + int(np.argmax(g[max(k - 1, 0):k + 2]))  # the highest bin next to it (a one-bin spike)
     centre = r[k]
     for _ in range(3):
