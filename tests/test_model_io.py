@@ -1,5 +1,6 @@
 """model.pth: exact round trip, data only, clear errors for bad files."""
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ import torch
 from equicalc import EquiCalc, build_model, load_model, save_model
 from equicalc.model_io import FORMAT_VERSION
 from conftest import assert_same_weights, cuzr_script, random_cuzr, small_model
+
+RUNS = Path(__file__).resolve().parent.parent / "data" / "cuzr"  # the Cu–Zr training runs
 
 
 @pytest.mark.parametrize("architecture", ["nequip", "allegro"])
@@ -143,13 +146,10 @@ def test_files_written_before_the_specs_load_unchanged():
     """The training runs in data/cuzr were written by earlier versions: they load, a finished run's model.pth
     holds its best checkpoint's EMA weights, and each shipped model (saved again with its test errors) has the
     weights of the file that ``data/cuzr/ship.py`` names as its source."""
-    from pathlib import Path
-
     from equicalc.models import model_path
 
-    runs = Path(__file__).resolve().parent.parent / "data" / "cuzr"
     for run in ("finetune", "allegro"):
-        assert_same_weights(load_model(runs / run / "checkpoint_best.pt"), load_model(runs / run / "model.pth"), run)
+        assert_same_weights(load_model(RUNS / run / "checkpoint_best.pt"), load_model(RUNS / run / "model.pth"), run)
     for name, source in cuzr_script("ship").SOURCES.items():
         exported, shipped = load_model(source), load_model(model_path(name))
         assert_same_weights(exported, shipped, name)
@@ -159,9 +159,8 @@ def test_files_written_before_the_specs_load_unchanged():
 def test_allegro_tensor_track_keeps_its_l1_part_and_old_files_keep_theirs(tmp_path):
     """Allegro's products reach every irrep of the tensor track, so the l = 1 part that the second layer
     receives is not empty; files written before ``full_products`` existed load with the equal-irrep
-    products they were trained with (the shipped ``cuzr-allegro``)."""
+    products they were trained with (the first-stage 5 Å Allegro run, ``data/cuzr/allegro``)."""
     from equicalc.graph import AtomicGraph
-    from equicalc.models import model_path
     from equicalc.nn.forces import compute_properties
 
     model = small_model(architecture="allegro")
@@ -169,7 +168,7 @@ def test_allegro_tensor_track_keeps_its_l1_part_and_old_files_keep_theirs(tmp_pa
     model.layers[1].register_forward_pre_hook(lambda module, args: seen.append(args[1][1].detach()))
     compute_properties(model, AtomicGraph.from_atoms(random_cuzr(seed=2)).build_neighbors(model.r_max))
     assert seen[0].abs().max() > 1e-3  # the l = 1 block of the track
-    old = load_model(model_path("cuzr-allegro"))
+    old = load_model(RUNS / "allegro" / "model.pth")
     assert old.spec.full_products is False
     assert all(ir.l == 0 for _, ir in old.layers[0].tp.irreps_out)
     save_model(old, tmp_path / "old.pth")
