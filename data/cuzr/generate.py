@@ -158,16 +158,19 @@ def strained(rng, quick: bool) -> list:
         run.relax(box="aniso")
         starts.append(run.atoms())
         run.close()
-    frames = []
-    for k in range(4 if quick else 150):
-        atoms, strain = random_strain(starts[k % len(starts)], 0.06, rng)
-        run = EAMRun(atoms, int(rng.integers(1 << 30)))
-        run.velocities(600.0)
-        run.ensemble("nvt", 300.0)
-        run.run(1000)
-        frames.append(run.frame(config_type="strained", temperature=300.0, strain=strain))
-        run.close()
-    return frames
+    return [strained_frame(starts[k % len(starts)], 0.06, rng) for k in range(4 if quick else 150)]
+
+
+def strained_frame(atoms: Atoms, largest: float, rng):
+    """``atoms`` under a random strain (``random_strain``), 2 ps of NVT at 300 K from 600 K velocities: the frame."""
+    strained_atoms, strain = random_strain(atoms, largest, rng)
+    run = EAMRun(strained_atoms, int(rng.integers(1 << 30)))
+    run.velocities(600.0)
+    run.ensemble("nvt", 300.0)
+    run.run(1000)
+    frame = run.frame(config_type="strained", temperature=300.0, strain=strain)
+    run.close()
+    return frame
 
 
 def random_strain(atoms: Atoms, largest: float, rng) -> tuple:
@@ -302,14 +305,7 @@ def wide(rng, quick: bool) -> list:
         frames.append(run.frame(config_type="glass", temperature=0.0))
         glass = run.atoms()
         run.close()
-        for _ in range(1 if quick else 4):
-            strained_glass, strain = random_strain(glass, 0.05, rng)
-            run = EAMRun(strained_glass, int(rng.integers(1 << 30)))
-            run.velocities(600.0)
-            run.ensemble("nvt", 300.0)
-            run.run(1000)
-            frames.append(run.frame(config_type="strained", temperature=300.0, strain=strain))
-            run.close()
+        frames += [strained_frame(glass, 0.05, rng) for _ in range(1 if quick else 4)]
     return frames
 
 
