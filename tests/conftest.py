@@ -1,4 +1,6 @@
 """Shared fixtures: small float64 models and random Cu–Zr structures."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from equicalc import build_model
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+CUZR = Path(__file__).resolve().parent.parent / "data" / "cuzr"  # the Cu–Zr data, scripts and training runs
 ARCHITECTURES = ["nequip", "allegro"]
 _SMALL = {
     "nequip": dict(num_features=8, radial_hidden=16),
@@ -30,9 +33,8 @@ def small_model(dtype="float64", seed=0, architecture="nequip", **kwargs):
 def cuzr_script(name: str):
     """The module of ``data/cuzr/<name>.py`` (the Cu–Zr data scripts are not part of the package)."""
     import importlib.util
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "data" / "cuzr" / f"{name}.py"
+    path = CUZR / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"cuzr_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

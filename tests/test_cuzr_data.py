@@ -1,15 +1,12 @@
 """The shipped Cu–Zr reference data: readable, labelled, and reproduced by the EAM it came from."""
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from equicalc.data import read_frames
 from equicalc.reference import eam_calculator, eam_potential_file
-from conftest import cuzr_script
-
-CUZR = Path(__file__).resolve().parent.parent / "data" / "cuzr"
+from conftest import CUZR, cuzr_script
 
 
 # the stages' frames in the val and test splits, in file order: the first stages, `sparse`, `wide`, `close`,

@@ -7,10 +7,9 @@ import pytest
 
 from equicalc import EquiCalc, load_model
 from equicalc.models import describe, model_path, shipped_models
-from conftest import cuzr_script
+from conftest import CUZR, cuzr_script
 
-ROOT = Path(__file__).resolve().parent.parent
-CUZR = ROOT / "data" / "cuzr"
+ROOT = CUZR.parent.parent
 # the README tables that state each model's errors on the condensed test frames
 README_MARKERS = {"cuzr": "test-errors", "cuzr-allegro": "allegro-test-errors"}
 

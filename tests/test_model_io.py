@@ -1,6 +1,5 @@
 """model.pth: exact round trip, data only, clear errors for bad files."""
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,9 +7,7 @@ import torch
 
 from equicalc import EquiCalc, build_model, load_model, save_model
 from equicalc.model_io import FORMAT_VERSION
-from conftest import assert_same_weights, cuzr_script, random_cuzr, small_model
-
-RUNS = Path(__file__).resolve().parent.parent / "data" / "cuzr"  # the Cu–Zr training runs
+from conftest import CUZR, assert_same_weights, cuzr_script, random_cuzr, small_model
 
 
 @pytest.mark.parametrize("architecture", ["nequip", "allegro"])
@@ -149,7 +146,7 @@ def test_files_written_before_the_specs_load_unchanged():
     from equicalc.models import model_path
 
     for run in ("finetune", "allegro"):
-        assert_same_weights(load_model(RUNS / run / "checkpoint_best.pt"), load_model(RUNS / run / "model.pth"), run)
+        assert_same_weights(load_model(CUZR / run / "checkpoint_best.pt"), load_model(CUZR / run / "model.pth"), run)
     for name, source in cuzr_script("ship").SOURCES.items():
         exported, shipped = load_model(source), load_model(model_path(name))
         assert_same_weights(exported, shipped, name)
@@ -168,7 +165,7 @@ def test_allegro_tensor_track_keeps_its_l1_part_and_old_files_keep_theirs(tmp_pa
     model.layers[1].register_forward_pre_hook(lambda module, args: seen.append(args[1][1].detach()))
     compute_properties(model, AtomicGraph.from_atoms(random_cuzr(seed=2)).build_neighbors(model.r_max))
     assert seen[0].abs().max() > 1e-3  # the l = 1 block of the track
-    old = load_model(RUNS / "allegro" / "model.pth")
+    old = load_model(CUZR / "allegro" / "model.pth")
     assert old.spec.full_products is False
     assert all(ir.l == 0 for _, ir in old.layers[0].tp.irreps_out)
     save_model(old, tmp_path / "old.pth")

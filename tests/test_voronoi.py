@@ -8,7 +8,7 @@ from ase.cluster import Icosahedron
 
 from equicalc.analysis import voronoi
 from equicalc.analysis.voronoi import voronoi_indices
-from conftest import random_cuzr
+from conftest import CUZR, random_cuzr
 
 NO_OVITO = importlib.util.find_spec("ovito") is None
 BACKENDS = ["pyscal3", pytest.param("ovito", marks=pytest.mark.skipif(
@@ -62,11 +62,9 @@ def test_indices_follow_the_atoms_under_rotation_and_permutation():
 @pytest.mark.slow
 @pytest.mark.skipif(NO_OVITO, reason="OVITO is not installed")
 def test_pyscal3_and_ovito_agree_atom_by_atom_on_a_glass():
-    from pathlib import Path
-
     from ase.io import read
 
-    frames = read(Path(__file__).resolve().parent.parent / "data" / "cuzr" / "test.extxyz.gz", ":")
+    frames = read(CUZR / "test.extxyz.gz", ":")
     glass = next(f for f in frames if f.info["config_type"] == "glass" and len(f) >= 200).repeat(2)
     for area, edge in ((0.0, 0.0), (0.01, 0.1), (0.03, 0.25)):
         np.testing.assert_array_equal(voronoi_indices(glass, area, edge),
