@@ -15,10 +15,10 @@ Measures (model and EAM side by side where both apply):
 * ``short_range``: isolated atoms and dimers 1–3 Å, and whether each pair's wall rises monotonically
   below 1.8 Å;
 * ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
-* ``architectures``: NequIP against Allegro as both came out of their first training
-  stage (``config.yaml`` and ``allegro.yaml``, best checkpoints in ``training/`` and
-  ``allegro/``), on the same data: errors on the condensed test frames (the
-  ``sparse`` stage came later), parameters, training cost (from each run's
+* ``architectures``: NequIP against Allegro at the reference's 7.6 Å, each the best
+  checkpoint of its last training stage (``full_cutoff_lattice/`` and
+  ``allegro_full_cutoff_final/``), on the same data: errors on the condensed test
+  frames, parameters, training cost summed over every stage (from each run's
   ``metrics.csv``) and ASE MD time per step at 500 and 2000 atoms.
 
 Results go to ``validation/results.json`` and plots next to it; ``--markdown``
@@ -39,9 +39,13 @@ STEPS = ("errors", "b2", "quench", "nve", "short_range", "architectures")
 # since the data hold expanded liquids, see README.md); fits over the liquid and the glass branch
 T_MELT = 2200.0
 LIQUID_FIT = (1200.0, 1800.0)
-# each architecture's training runs, stage by stage: the last one's best checkpoint is the model compared,
-# the training cost is summed over all of them (here: the first-stage runs)
-ARCHITECTURES = {"NequIP": [HERE / "training"], "Allegro": [HERE / "allegro"]}
+# each architecture's training runs, stage by stage (the configs of the same names say why each came):
+# the last one's best checkpoint is the model compared, the training cost is summed over all of them
+ARCHITECTURES = {
+    "NequIP": [HERE / f"full_cutoff{stage}" for stage in
+               ("", "_sparse", "_wide", "_long", "_forces", "_final", "_lattice")],
+    "Allegro": [HERE / f"allegro_full_cutoff{stage}" for stage in ("", "_forces", "_forces_slow", "_forces_b2", "_final")],
+}
 
 
 def test_errors(model_path, plot_name: str = "parity_test.png", condensed_only: bool = False) -> dict:
@@ -74,7 +78,7 @@ def architectures() -> dict:
 
     out = {}
     for name, runs in ARCHITECTURES.items():
-        model_path = HERE / "validation" / f"first_stage_{name.lower()}.pth"
+        model_path = HERE / "validation" / f"architecture_{name.lower()}.pth"
         deploy(runs[-1] / "checkpoint_best.pt", model_path)
         model = load_model(model_path)
         out[name] = {"parameters": sum(p.numel() for p in model.parameters()),
