@@ -177,24 +177,37 @@ def nve_drift(calc, n_atoms: int = 500, ps: float = 4.0, seed: int = 0) -> dict:
             "fluctuation_meV_per_atom": float(np.std(energies) * 1e3)}
 
 
+def isolated_energy(calc, symbol: str) -> float:
+    """Energy (eV) of one atom alone in a 20 Å periodic box (more than twice the 7.6 Å cutoff)."""
+    from ase import Atoms
+
+    atom = Atoms(symbol, cell=[20.0] * 3, pbc=True)
+    atom.calc = calc
+    return float(atom.get_potential_energy())
+
+
+def dimer_energies(calc, pair: str, distances) -> list:
+    """Energies (eV) of the dimer ``pair`` ("CuZr", ...) at each of ``distances`` (Å), alone in a 20 Å box."""
+    from ase import Atoms
+
+    energies = []
+    for d in distances:
+        dimer = Atoms(pair, positions=[[5, 5, 5], [5 + d, 5, 5]], cell=[20.0] * 3, pbc=True)
+        dimer.calc = calc
+        energies.append(float(dimer.get_potential_energy()))
+    return energies
+
+
 def short_range(calcs: dict) -> dict:
     """Isolated atoms (eV; the EAM's are 0) and dimers from 1.0 to 3.0 Å (eV): is each pair's energy monotonic
     below 1.8 Å (a repulsive wall), and by how much does it differ from the EAM above 1.5 Å?"""
-    from ase import Atoms
-
     distances = np.round(np.arange(1.0, 3.0001, 0.05), 3)
     out = {name: {"isolated_eV": {}, "dimer_eV": {}, "wall_monotonic_below_1.8": {}} for name in calcs}
     for name, calc in calcs.items():
         for symbol in ("Cu", "Zr"):
-            atom = Atoms(symbol, cell=[20.0] * 3, pbc=True)
-            atom.calc = calc
-            out[name]["isolated_eV"][symbol] = float(atom.get_potential_energy())
+            out[name]["isolated_eV"][symbol] = isolated_energy(calc, symbol)
         for pair in ("CuCu", "CuZr", "ZrZr"):
-            energies = []
-            for d in distances:
-                dimer = Atoms(pair, positions=[[5, 5, 5], [5 + d, 5, 5]], cell=[20.0] * 3, pbc=True)
-                dimer.calc = calc
-                energies.append(float(dimer.get_potential_energy()))
+            energies = dimer_energies(calc, pair, distances)
             below = np.array(energies)[distances <= 1.8]
             out[name]["dimer_eV"][pair] = energies
             out[name]["wall_monotonic_below_1.8"][pair] = bool(np.all(np.diff(below) < 0))
