@@ -54,11 +54,7 @@ def test_top_level_readme_states_the_same_errors():
     assert stated_errors("test-errors", ROOT / "README.md") == stated_errors("test-errors")
 
 
-@pytest.mark.parametrize("name", [
-    "cuzr",
-    # its Cu–Cu dimer dips at 1.38–1.47 Å, below the closest dimers of the data (data/cuzr/README.md)
-    pytest.param("cuzr-allegro", marks=pytest.mark.xfail(strict=True, reason="Cu–Cu wall dips at 1.38–1.47 Å")),
-])
+@pytest.mark.parametrize("name", sorted(README_MARKERS))
 def test_shipped_model_has_the_reference_isolated_atoms_and_a_monotonic_wall(name):
     """An atom alone has the EAM's 0 eV (within 10 meV), and every pair's dimer energy rises all the way in
     from 1.8 to 1.0 Å (every 0.01 Å), through the range where the ZBL term hands over to the network."""

@@ -17,7 +17,7 @@ Measures (model and EAM side by side where both apply):
 * ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
 * ``architectures``: NequIP against Allegro at the reference's 7.6 Å, each the best
   checkpoint of its last training stage (``full_cutoff_lattice/`` and
-  ``allegro_full_cutoff_final/``), on the same data: errors on the condensed test
+  ``allegro_full_cutoff_zbl/``), on the same data: errors on the condensed test
   frames, parameters, training cost summed over every stage (from each run's
   ``metrics.csv``) and ASE MD time per step at 500 and 2000 atoms.
 
@@ -44,7 +44,8 @@ LIQUID_FIT = (1200.0, 1800.0)
 ARCHITECTURES = {
     "NequIP": [HERE / f"full_cutoff{stage}" for stage in
                ("", "_sparse", "_wide", "_long", "_forces", "_final", "_lattice")],
-    "Allegro": [HERE / f"allegro_full_cutoff{stage}" for stage in ("", "_forces", "_forces_slow", "_forces_b2", "_final")],
+    "Allegro": [HERE / f"allegro_full_cutoff{stage}" for stage in
+                ("", "_forces", "_forces_slow", "_forces_b2", "_final", "_zbl")],
 }
 
 
