@@ -201,7 +201,8 @@ def cmd_deploy(args) -> int:
             print("deploy --lammps DIR takes one model (file, checkpoint or shipped name), no output file",
                   file=sys.stderr)
             return 2
-        path = export_lammps(args.checkpoint, args.lammps, dtype=args.dtype, overwrite=args.overwrite)
+        path = export_lammps(args.checkpoint, args.lammps, dtype=args.dtype, overwrite=args.overwrite,
+                             cache=not args.no_cache)
         print(f"LAMMPS model written to {path}\n  plugin load <path printed by: equicalc lammps-plugin>\n"
               f"  pair_style equicalc\n  pair_coeff * * {path} <one element per atom type>")
         return 0
@@ -479,6 +480,8 @@ def _train_parsers(sub) -> None:
                                                     "a minute)")
     dp.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="with --lammps (default float64)")
     dp.add_argument("--overwrite", action="store_true", help="with --lammps: replace DIR/model.pt2")
+    dp.add_argument("--no-cache", action="store_true", help="with --lammps: compile again, even if this model was "
+                                                            "compiled before (~/.cache/equicalc/lammps/packages)")
     dp.set_defaults(func=cmd_deploy)
     lp = sub.add_parser("lammps-plugin", help="build equicalcplugin.so (pair_style equicalc) once; print its path")
     lp.add_argument("--build-dir", help="where to build (default ~/.cache/equicalc/lammps)")

@@ -7,7 +7,7 @@ from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
 from conftest import ARCHITECTURES, small_model
-from equicalc.lammps.export import LammpsForces, ghost_cutoff, layer_edge_sets, message_hops
+from equicalc.lammps.export import LammpsForces, _package_key, ghost_cutoff, layer_edge_sets, message_hops
 
 
 def _subdomain_with_ghosts(r_max, hops, seed=0):
@@ -54,3 +54,12 @@ def test_too_few_layers_of_edges_would_change_the_forces():
     kept, layers = layer_edge_sets(edges, local, 2, per_layer=True)
     _, short = LammpsForces(model)(numbers, positions.clone(), kept, local, *layers, layers[-1])
     assert (short - forces).abs().max() > 1e-6
+
+
+def test_a_cached_package_is_found_only_for_the_same_model_file_and_dtype(tmp_path):
+    one, other = tmp_path / "one.pth", tmp_path / "other.pth"
+    one.write_bytes(b"weights")
+    other.write_bytes(b"weights, trained further")
+    assert _package_key(one, "float64") == _package_key(one, "float64")
+    keys = {_package_key(one, "float64"), _package_key(one, "float32"), _package_key(other, "float64")}
+    assert len(keys) == 3

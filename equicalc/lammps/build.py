@@ -34,6 +34,11 @@ def _lammps_paths():
     return include, library
 
 
+def cache_root() -> Path:
+    """Where compiled LAMMPS artefacts are kept between runs: ``~/.cache/equicalc/lammps``."""
+    return Path.home() / ".cache" / "equicalc" / "lammps"
+
+
 def _key(include: Path) -> str:
     import torch
 
@@ -51,7 +56,7 @@ def build_plugin(build_dir: Optional[Union[str, os.PathLike]] = None, verbose: b
     include, library = _lammps_paths()
     if shutil.which("cmake") is None:
         raise RuntimeError("cmake is needed to build the LAMMPS plugin (pip install cmake)")
-    root = Path(build_dir) if build_dir else Path.home() / ".cache" / "equicalc" / "lammps"
+    root = Path(build_dir) if build_dir else cache_root()
     build = root / _key(include)
     plugin = build / "equicalcplugin.so"
     if plugin.exists():

@@ -33,7 +33,10 @@ dtype travel in the package's metadata.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import platform
+import shutil
 from pathlib import Path
 from typing import Union
 
@@ -147,35 +150,16 @@ def _program(model, dtype):
                                dynamic_shapes=({0: atoms}, {0: atoms}, {1: edges}, {0: atoms}) + layers, strict=False)
 
 
-def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float64", overwrite: bool = False) -> Path:
-    """Write ``directory/model.pt2``, the package ``pair_style equicalc`` loads; returns its path.
-
-    Args:
-        model: a model file, a shipped model's name, or a loaded model (left as it is: a copy is exported).
-        dtype: ``float64`` (exact; the default) or ``float32``.
-        overwrite: replace an existing package.
-
-    Takes about a minute on two CPU cores (tracing, export and the C++ compilation).
-    """
+def _compile(model, dtype: str, path: Path) -> None:
+    """Trace, export and compile a copy of ``model`` in ``dtype`` into the AOTInductor package ``path``."""
     import copy
 
     from ase.data import atomic_numbers
 
     from ..device import resolve_dtype
-    from ..model_io import load_model
-    from ..models import model_path
-    from ..nn.forces import is_fused
     from ..nn.tensor_product import ChannelwiseTensorProduct
 
-    if isinstance(model, (str, os.PathLike)):
-        model = load_model(model_path(model))
-    if is_fused(model):
-        raise ValueError("export_lammps: give the model as load_model returns it (not an EquiCalc inference model)")
     torch_dtype = resolve_dtype(dtype)
-    out = Path(directory) / "model.pt2"
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; choose another directory or overwrite it")
-    out.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).to(torch_dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -187,10 +171,65 @@ def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float
                 "numbers": " ".join(str(atomic_numbers[s]) for s in model.species), "r_max": repr(float(model.r_max)),
                 "ghost_cutoff": repr(ghost_cutoff(model)), "dtype": dtype, "device": "cpu",
                 "architecture": model.architecture}
-    tmp = out.with_name(out.name + ".tmp.pt2")
     program = _program(model, torch_dtype)
     with _distinct_sizes():
-        torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path),
                                                  inductor_configs={"aot_inductor.metadata": metadata})
+
+
+def _package_key(source: Path, dtype: str) -> str:
+    """What a compiled package depends on: the model file, equicalc's code, the dtype, torch and the CPU."""
+    h = hashlib.sha256(source.read_bytes())
+    for p in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
+        h.update(p.read_bytes())
+    h.update(f"{dtype} {torch.__version__} {platform.machine()} {torch.backends.cpu.get_cpu_capability()}".encode())
+    return h.hexdigest()[:16]
+
+
+def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float64", overwrite: bool = False,
+                  cache: bool = True) -> Path:
+    """Write ``directory/model.pt2``, the package ``pair_style equicalc`` loads; returns its path.
+
+    Args:
+        model: a model file, a shipped model's name, or a loaded model (left as it is: a copy is exported).
+        dtype: ``float64`` (exact; the default) or ``float32``.
+        overwrite: replace an existing package.
+        cache: for a model given as a file or name, keep the compiled package under
+            ``~/.cache/equicalc/lammps/packages`` and copy it from there next time (keyed by the model
+            file's bytes, equicalc's code, the dtype, torch and the CPU's instruction set).
+
+    Compiling takes a minute or two on two CPU cores (tracing, export and the C++ compilation);
+    a cached package is copied in a moment.
+    """
+    from ..device import resolve_dtype
+    from ..model_io import load_model
+    from ..models import model_path
+    from ..nn.forces import is_fused
+    from .build import cache_root
+
+    resolve_dtype(dtype)  # a clear error for an unknown dtype before anything is compiled
+    cached = None
+    if isinstance(model, (str, os.PathLike)):
+        source = model_path(model)
+        model = load_model(source)
+        if cache:
+            cached = cache_root() / "packages" / f"{_package_key(source, dtype)}.pt2"
+    if is_fused(model):
+        raise ValueError("export_lammps: give the model as load_model returns it (not an EquiCalc inference model)")
+    out = Path(directory) / "model.pt2"
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; choose another directory or overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.pt2")
+    if cached is not None and cached.is_file():
+        shutil.copyfile(cached, tmp)
+        os.replace(tmp, out)
+        return out
+    _compile(model, dtype, tmp)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")  # concurrent exports do not mix
+        shutil.copyfile(tmp, partial)
+        os.replace(partial, cached)
     os.replace(tmp, out)
     return out
