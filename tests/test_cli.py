@@ -208,3 +208,22 @@ def test_quench_command_with_replicas(tmp_path, capsys):
     volumes = [h["volume_per_atom"][h["stage"] == "hold"].mean() for h in hold]
     assert summary["glass_volume_per_atom"] == pytest.approx(np.mean(volumes), rel=1e-12)
     assert "over 2 replicas" in capsys.readouterr().out
+
+
+def test_deploy_lammps_passes_its_options_to_export_lammps(tmp_path, capsys, monkeypatch):
+    """The command line's options reach export_lammps (whose compilation the slow tier tests)."""
+    import equicalc.lammps
+
+    calls = []
+
+    def export(model, directory, dtype, overwrite, cache):
+        calls.append((model, directory, dtype, overwrite, cache))
+        return tmp_path / "model.pt2"
+
+    monkeypatch.setattr(equicalc.lammps, "export_lammps", export)
+    assert main(["deploy", "cuzr-allegro", "--lammps", str(tmp_path), "--dtype", "float32", "--no-cache"]) == 0
+    assert main(["deploy", "cuzr", "--lammps", str(tmp_path), "--overwrite"]) == 0
+    assert calls == [("cuzr-allegro", str(tmp_path), "float32", False, False),
+                     ("cuzr", str(tmp_path), "float64", True, True)]
+    assert "pair_coeff * * " + str(tmp_path / "model.pt2") in capsys.readouterr().out
+    assert main(["deploy", "cuzr", "out.pth", "--lammps", str(tmp_path)]) == 2  # one or the other

@@ -186,13 +186,21 @@ def _package_key(source: Path, dtype: str) -> str:
     return h.hexdigest()[:16]
 
 
+def _keep(package: Path, cached: Path) -> None:
+    """Copy a compiled package into the cache (whole or not at all, also with exports running side by side)."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+    shutil.copyfile(package, partial)
+    os.replace(partial, cached)
+
+
 def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float64", overwrite: bool = False,
                   cache: bool = True) -> Path:
     """Write ``directory/model.pt2``, the package ``pair_style equicalc`` loads; returns its path.
 
     Args:
         model: a model file, a shipped model's name, or a loaded model (left as it is: a copy is exported).
-        dtype: ``float64`` (exact; the default) or ``float32``.
+        dtype: ``float64`` (exact; the default) or ``float32`` (several times faster on CPUs: for MD).
         overwrite: replace an existing package.
         cache: for a model given as a file or name, keep the compiled package under
             ``~/.cache/equicalc/lammps/packages`` and copy it from there next time (keyed by the model
@@ -223,13 +231,9 @@ def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float
     tmp = out.with_name(out.name + ".tmp.pt2")
     if cached is not None and cached.is_file():
         shutil.copyfile(cached, tmp)
-        os.replace(tmp, out)
-        return out
-    _compile(model, dtype, tmp)
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")  # concurrent exports do not mix
-        shutil.copyfile(tmp, partial)
-        os.replace(partial, cached)
+    else:
+        _compile(model, dtype, tmp)
+        if cached is not None:
+            _keep(tmp, cached)
     os.replace(tmp, out)
     return out
