@@ -7,7 +7,8 @@ from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
 from conftest import ARCHITECTURES, small_model
-from equicalc.lammps.export import LammpsForces, _package_key, ghost_cutoff, layer_edge_sets, message_hops
+from equicalc.lammps.export import (CACHED_PACKAGES, LammpsForces, _keep, _package_key, ghost_cutoff, layer_edge_sets,
+                                    message_hops)
 
 
 def _subdomain_with_ghosts(r_max, hops, seed=0):
@@ -63,3 +64,18 @@ def test_a_cached_package_is_found_only_for_the_same_model_file_and_dtype(tmp_pa
     assert _package_key(one, "float64") == _package_key(one, "float64")
     keys = {_package_key(one, "float64"), _package_key(one, "float32"), _package_key(other, "float64")}
     assert len(keys) == 3
+
+
+def test_the_cache_keeps_the_most_recently_used_packages(tmp_path):
+    import os
+
+    cache = tmp_path / "packages"
+    cache.mkdir()
+    for k in range(CACHED_PACKAGES):
+        (cache / f"{k:02d}.pt2").write_bytes(b"old")
+        os.utime(cache / f"{k:02d}.pt2", (1000 + k, 1000 + k))  # 00 is the least recently used
+    (tmp_path / "model.pt2").write_bytes(b"new")
+    _keep(tmp_path / "model.pt2", cache / "new.pt2")
+    kept = {p.name for p in cache.iterdir()}
+    assert len(kept) == CACHED_PACKAGES and "00.pt2" not in kept and "new.pt2" in kept
+    assert (cache / "new.pt2").read_bytes() == b"new"

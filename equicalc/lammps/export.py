@@ -186,12 +186,19 @@ def _package_key(source: Path, dtype: str) -> str:
     return h.hexdigest()[:16]
 
 
+CACHED_PACKAGES = 16  # the most recently used packages kept in the cache (a few MB each)
+
+
 def _keep(package: Path, cached: Path) -> None:
-    """Copy a compiled package into the cache (whole or not at all, also with exports running side by side)."""
+    """Copy a compiled package into the cache (whole or not at all, also with exports running side by side),
+    and drop all but the CACHED_PACKAGES most recently used."""
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
     shutil.copyfile(package, partial)
     os.replace(partial, cached)
+    newest_first = sorted(cached.parent.glob("*.pt2"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in newest_first[CACHED_PACKAGES:]:
+        old.unlink(missing_ok=True)
 
 
 def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float64", overwrite: bool = False,
@@ -204,7 +211,8 @@ def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float
         overwrite: replace an existing package.
         cache: for a model given as a file or name, keep the compiled package under
             ``~/.cache/equicalc/lammps/packages`` and copy it from there next time (keyed by the model
-            file's bytes, equicalc's code, the dtype, torch and the CPU's instruction set).
+            file's bytes, equicalc's code, the dtype, torch and the CPU's instruction set; the 16 most
+            recently used are kept).
 
     Compiling takes a minute or two on two CPU cores (tracing, export and the C++ compilation);
     a cached package is copied in a moment.
@@ -231,6 +239,7 @@ def export_lammps(model, directory: Union[str, os.PathLike], dtype: str = "float
     tmp = out.with_name(out.name + ".tmp.pt2")
     if cached is not None and cached.is_file():
         shutil.copyfile(cached, tmp)
+        os.utime(cached)  # recently used: kept longest
     else:
         _compile(model, dtype, tmp)
         if cached is not None:
