@@ -32,15 +32,25 @@ def plugin():
     return build_plugin()
 
 
+# package name -> (shipped model, dtype): float64 for the exact comparisons; float32 as MD runs it (and as
+# tutorial 6 exports it, which then finds it in the cache)
+PACKAGES = {"cuzr": ("cuzr", "float64"), "cuzr-allegro": ("cuzr-allegro", "float64"),
+            "cuzr-allegro-float32": ("cuzr-allegro", "float32")}
+
+
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
+    """The packages of PACKAGES, compiled two at a time (an export runs mostly on one core)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from equicalc.lammps import export_lammps
 
     folder = tmp_path_factory.mktemp("lammps_models")
-    out = {name: export_lammps(name, folder / name) for name in ("cuzr", "cuzr-allegro")}  # float64: exact
-    # float32, as MD runs it (and as tutorial 6 exports it, which then finds it in the cache)
-    out["cuzr-allegro-float32"] = export_lammps("cuzr-allegro", folder / "cuzr-allegro-float32", dtype="float32")
-    return out
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = {key: pool.submit(export_lammps, name, folder / key, dtype=dtype)
+                for key, (name, dtype) in PACKAGES.items()}
+        return {key: job.result() for key, job in jobs.items()}
 
 
 def test_a_second_export_of_the_same_model_is_the_cached_package(packages, tmp_path):
