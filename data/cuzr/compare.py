@@ -136,8 +136,9 @@ def b2(calcs: dict) -> dict:
         atoms = relaxed[name]
         ph, measures = b2_measures(atoms, calc)
         fmin, fmax = frequency_range(ph)
+        at_reference_a = measures if name == "EAM" else b2_measures(b2_cuzr(a_ref), calc)[1]
         out[name] = {"a": float(atoms.cell[0, 0]), "min_frequency_THz": fmin, "max_frequency_THz": fmax, **measures,
-                     "at_reference_a": {"a": a_ref, **b2_measures(b2_cuzr(a_ref), calc)[1]}}
+                     "at_reference_a": {"a": a_ref, **at_reference_a}}
         results[name] = ph
     plot_phonons(results, HERE / "validation" / "phonons_b2.png", title="B2 CuZr")
     return out
