@@ -40,14 +40,15 @@ PACKAGES = {"cuzr": ("cuzr", "float64"), "cuzr-allegro": ("cuzr-allegro", "float
 
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
-    """The packages of PACKAGES, compiled two at a time (an export runs mostly on one core)."""
+    """The packages of PACKAGES, compiled side by side (an export runs mostly on one core; three at once on
+    two cores end sooner than two and then one)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from equicalc.lammps import export_lammps
 
     folder = tmp_path_factory.mktemp("lammps_models")
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(len(PACKAGES), mp_context=multiprocessing.get_context("spawn")) as pool:
         jobs = {key: pool.submit(export_lammps, name, folder / key, dtype=dtype)
                 for key, (name, dtype) in PACKAGES.items()}
         return {key: job.result() for key, job in jobs.items()}
