@@ -138,6 +138,28 @@ def test_a_quench_ensemble_is_its_replicas_run_alone(tmp_path):
     assert len(fig.axes[0].lines) >= 2 and (tmp_path / "ensemble.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
+def test_an_ensemble_grows_batch_by_batch_and_loads_from_its_records(tmp_path):
+    """Replica 1 run later on its own (``first_replica=1``) is replica 1 of the ensemble run at once; an ensemble
+    whose state files are gone loads from its records, the protocol read back from ``log.txt``."""
+    from equicalc.analysis import EnsembleQuenchResult, quench
+
+    calc = _calc()
+    together = quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "together", **QUENCH)
+    grown = tmp_path / "grown"
+    quench([cu_au_alloy(0)], calc, replicas=1, first_replica=0, directory=grown / "replica_0", **QUENCH)
+    later = quench([cu_au_alloy(1)], calc, replicas=1, first_replica=1, directory=grown, **QUENCH)
+    assert later.directory == grown / "replica_1" and later.protocol == together.replicas[1].protocol
+    np.testing.assert_allclose(later.data["volume_per_atom"], together.replicas[1].data["volume_per_atom"], rtol=1e-8)
+    for state in (tmp_path / "together").glob("replica_*/state*.json"):
+        state.unlink()
+    loaded = EnsembleQuenchResult.load(tmp_path / "together")
+    assert [r.protocol for r in loaded.replicas] == [r.protocol for r in together.replicas]
+    assert all(r.finished for r in loaded.replicas)
+    with pytest.raises(ValueError, match="first_replica must be a non-negative integer"):
+        quench(cu_au_alloy(0), calc, first_replica=-1, directory=tmp_path / "refused", **QUENCH)
+
+
 class _Kill(Exception):
     pass
 
@@ -148,7 +170,7 @@ def test_a_killed_ensemble_resumes_in_lockstep(tmp_path, monkeypatch):
     goes back to its previous state, and the ensemble ends as the uninterrupted one."""
     import importlib
 
-    from equicalc.analysis import quench
+    from equicalc.analysis import EnsembleQuenchResult, quench
 
     qmod = importlib.import_module("equicalc.analysis.quench")
     calc = _calc()
@@ -166,6 +188,7 @@ def test_a_killed_ensemble_resumes_in_lockstep(tmp_path, monkeypatch):
         m.setattr(qmod, "_save_state", dying)
         with pytest.raises(_Kill):  # the replica's own error, not the others' "stopped"
             quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
+    assert not any(EnsembleQuenchResult.load(tmp_path / "killed").replicas[k].finished for k in range(2))
     done = quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
     for a, b in zip(reference.replicas, done.replicas):
         np.testing.assert_array_equal(a.data["step"], b.data["step"])

@@ -13,6 +13,10 @@ Measures (model and EAM side by side where both apply):
   ``--replicas``, 4 by default): Tg from V(T) and H(T) (mean ± standard error over the
   replicas), 300 K glass volume and energy per atom, RDF first peaks (0.02 Å bins) and the
   fraction of Cu-centred full icosahedra; a killed run resumes;
+* ``tg``: Tg alone from a larger ensemble of the same quench (``--tg-replicas``, 16 by default): the
+  replicas that have not finished run in batches of ``--batch`` (replica k as it would run in one
+  ensemble, so ``quench``'s replicas 0–3 count and the ensemble grows across runs; ``--tg-start``
+  leaves the replicas before it to another process), then Tg over every finished replica;
 * ``short_range``: isolated atoms and dimers 1–3 Å, and whether each pair's wall rises monotonically
   below 1.8 Å;
 * ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
@@ -35,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("errors", "b2", "quench", "nve", "short_range", "architectures")
+STEPS = ("errors", "b2", "quench", "tg", "nve", "short_range", "architectures")
 # the melt: 2200 K as in the reference data (the model's liquid is stable there at zero pressure
 # since the data hold expanded liquids, see README.md); fits over the liquid and the glass branch
 T_MELT = 2200.0
@@ -147,11 +151,10 @@ def b2(calcs: dict) -> dict:
 def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int, replicas: int, overwrite: bool) -> dict:
     """The same ensemble quench (starts, seeds, rate, fits) with each calculator: Tg, the glass, its structure."""
     from equicalc.analysis import quench, report
-    from equicalc.systems import random_alloy
 
     out = {}
     for name, calc in calcs.items():
-        starts = [random_alloy(n_atoms, "Cu64Zr36", volume_per_atom=17.5, seed=seed + k) for k in range(replicas)]
+        starts = quench_starts(n_atoms, seed, range(replicas))
         folder = HERE / "validation" / f"quench_{name.split()[0].lower()}"
         res = quench(starts, calc, replicas=replicas, t_melt=T_MELT, t_final=300.0, cooling_rate=rate, melt_time=4.0,
                      hold_time=4.0, directory=folder, seed=seed, trajectory_interval=100, checkpoint_interval=100,
@@ -162,6 +165,59 @@ def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int, replicas: int
         summary.pop("fits")
         out[name] = summary | {"rdf": {"r": g.r.tolist(), "total": g.total.tolist()},
                                "max_temperature_K": float(max(r.data["temperature_K"].max() for r in res.replicas))}
+    return out
+
+
+def quench_starts(n_atoms: int, seed: int, indices) -> list:
+    """The random Cu64Zr36 starts of the replicas ``indices`` (replica k's from seed + k)."""
+    from equicalc.systems import random_alloy
+
+    return [random_alloy(n_atoms, "Cu64Zr36", volume_per_atom=17.5, seed=seed + k) for k in indices]
+
+
+def finished_replicas(folder: Path) -> list:
+    """The replicas in ``folder`` that reached the protocol's end (``QuenchResult``s)."""
+    from equicalc.analysis import QuenchResult
+
+    runs = [QuenchResult.load(f) for f in folder.glob("replica_*") if (f / "quench.csv").exists()]
+    return sorted((r for r in runs if r.finished), key=lambda r: int(r.directory.name.split("_")[1]))
+
+
+def contiguous_batches(indices: list, size: int) -> list:
+    """``indices`` (sorted) cut into runs of consecutive numbers, at most ``size`` long."""
+    batches = []
+    for k in indices:
+        if batches and k == batches[-1][-1] + 1 and len(batches[-1]) < size:
+            batches[-1].append(k)
+        else:
+            batches.append([k])
+    return batches
+
+
+def tg_ensemble(calcs: dict, n_atoms: int, rate: float, seed: int, start: int, stop: int, batch: int) -> dict:
+    """Tg from V(T) and H(T) over every finished replica of ``quench_both``'s quench, after running those of
+    ``start``..``stop - 1`` that have not finished (no trajectories: Tg needs the rows only)."""
+    from equicalc.analysis import EnsembleQuenchResult, quench
+
+    out = {}
+    for name, calc in calcs.items():
+        folder = HERE / "validation" / f"quench_{name.split()[0].lower()}"
+        done = {int(r.directory.name.split("_")[1]) for r in finished_replicas(folder)}
+        for ks in contiguous_batches([k for k in range(start, stop) if k not in done], batch):
+            print(f"tg: {name} replicas {ks[0]}–{ks[-1]}", flush=True)
+            quench(quench_starts(n_atoms, seed, ks), calc, replicas=len(ks), first_replica=ks[0], t_melt=T_MELT,
+                   t_final=300.0, cooling_rate=rate, melt_time=4.0, hold_time=4.0, directory=folder, seed=seed,
+                   trajectory_interval=0, checkpoint_interval=100)
+        ensemble = EnsembleQuenchResult(folder, finished_replicas(folder))
+        fits = {}
+        for quantity in ("volume", "enthalpy"):
+            for method, suffix in (("windows", ""), ("hyperbola", "_hyperbola")):
+                ranges = {"liquid_range": LIQUID_FIT, "glass_range": (300, 700)} if method == "windows" else {}
+                tg = ensemble.glass_transition(quantity, method, **ranges)
+                fits[f"tg_{quantity}{suffix}"] = {"tg_K": tg.tg, "error_K": tg.error,
+                                                  "per_replica_K": list(tg.per_replica)}
+        out[name] = fits | {"replicas": len(ensemble.replicas),
+                            "replica_indices": [int(r.directory.name.split("_")[1]) for r in ensemble.replicas]}
     return out
 
 
@@ -296,6 +352,12 @@ def markdown(results: dict) -> str:
     row("Tg from H(T), whole-curve fits (K)", lambda n: tg(n, "tg_enthalpy_hyperbola"))
     row("Tg from V(T), window fits (K)", lambda n: tg(n, "tg_volume"))
     row("Tg from H(T), window fits (K)", lambda n: tg(n, "tg_enthalpy"))
+    t = results.get("tg", {})
+    if t:
+        for label, key in (("V(T), window fits", "tg_volume"), ("H(T), window fits", "tg_enthalpy"),
+                           ("V(T), whole-curve fits", "tg_volume_hyperbola"),
+                           ("H(T), whole-curve fits", "tg_enthalpy_hyperbola")):
+            row(f"Tg from {label}, larger ensemble (K)", lambda n, k=key: tg_cell(t[n][k], t[n]["replicas"]))
     row("300 K glass: E_pot (eV/atom)", lambda n: with_error(n, "glass_epot_per_atom", 4))
     row("300 K glass: volume (Å³/atom)", lambda n: with_error(n, "glass_volume_per_atom", 3))
     for pair in ("Cu-Cu", "Cu-Zr", "Zr-Zr", "total"):
@@ -321,6 +383,11 @@ def main(argv=None) -> None:
     parser.add_argument("--atoms", type=int, default=250, help="atoms in the quench (default 250)")
     parser.add_argument("--rate", type=float, default=100.0, help="cooling rate of the quench, K/ps (default 100)")
     parser.add_argument("--replicas", type=int, default=4, help="replicas of the quench per calculator (default 4)")
+    parser.add_argument("--tg-replicas", type=int, default=16,
+                        help="replicas of the quench for the tg step, per calculator (default 16)")
+    parser.add_argument("--tg-start", type=int, default=0,
+                        help="the tg step runs replicas from this one on (default 0; the others count when done)")
+    parser.add_argument("--batch", type=int, default=4, help="replicas run together in the tg step (default 4)")
     parser.add_argument("--overwrite", action="store_true", help="start the quenches afresh (else they resume)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calculators", nargs="+", choices=("model", "EAM"), default=["model", "EAM"],
@@ -356,6 +423,9 @@ def main(argv=None) -> None:
                                       "t_melt_K": T_MELT,
                                       "t_final_K": 300.0, "seed": args.seed, "timestep_fs": 2.0,
                                       "liquid_fit_K": list(LIQUID_FIT), "glass_fit_K": [300, 700]}
+        elif step == "tg":
+            new["tg"] = tg_ensemble(quench_calcs, args.atoms, args.rate, args.seed, args.tg_start, args.tg_replicas,
+                                    args.batch)
         elif step == "nve":
             new["nve"] = nve_drift(calcs["model"])
         elif step == "short_range":
@@ -363,8 +433,9 @@ def main(argv=None) -> None:
         elif step == "architectures":
             new["architectures"] = architectures()
         results = saved()
-        if "quench" in new:  # keep the other side's saved quench
-            new["quench"] = results.get("quench", {}) | new["quench"]
+        for key in ("quench", "tg"):  # keep the other side's saved quench
+            if key in new:
+                new[key] = results.get(key, {}) | new[key]
         results_path.write_text(json.dumps(results | new, indent=1))
         print(f"{step}: done in {time.time() - t0:.0f} s", flush=True)
     results = saved()

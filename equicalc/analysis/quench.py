@@ -66,7 +66,14 @@ class QuenchResult:
     def load(cls, directory) -> "QuenchResult":
         """Read a (finished or partial) quench from its directory."""
         directory = Path(directory)
-        return cls(directory, _read_csv(directory / "quench.csv"), _load_state(directory)["protocol"])
+        return cls(directory, _read_csv(directory / "quench.csv"), _saved_protocol(directory))
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run reached the protocol's last step (``log.txt`` records where each run stopped)."""
+        log = self.directory / "log.txt"
+        stops = [line for line in log.read_text().splitlines() if " stopped at step " in line] if log.exists() else []
+        return bool(stops) and int(stops[-1].rsplit(" ", 1)[1]) >= self.protocol["n_steps"]
 
     def windows(self, width: Optional[float] = None) -> Dict[str, np.ndarray]:
         """Means over temperature windows (by target temperature) of the cooling stage.
@@ -408,6 +415,19 @@ def _save_state(directory: Path, atoms, step: int, barostat: dict, protocol: dic
     atomic_write(directory / "state.json", lambda tmp: Path(tmp).write_text(text))
 
 
+def _saved_protocol(directory: Path) -> dict:
+    """The protocol of the run in ``directory``: from its saved state, or, where only the records were kept
+    (the state files hold the whole MD state and are not worth keeping once a run has ended), from the last
+    start or resume that ``log.txt`` records."""
+    if (directory / "state.json").exists() or (directory / "state_prev.json").exists():
+        return _load_state(directory)["protocol"]
+    log = directory / "log.txt"
+    starts = [line for line in log.read_text().splitlines() if " of " in line and ": {" in line] if log.exists() else []
+    if not starts:
+        raise FileNotFoundError(f"quench: {directory} holds neither a saved state nor a log.txt with the protocol")
+    return json.loads(starts[-1].split(": ", 1)[1])
+
+
 def _load_state(directory: Path, name: str = "state.json") -> dict:
     """A saved state; ``state.json``, or the previous one when a kill came between its two renames."""
     from ase import Atoms
@@ -428,7 +448,7 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
            window: float = 50.0, sample_interval: int = 10, trajectory_interval: int = 500,
            checkpoint_interval: int = 500, directory="quench", seed: int = 0, t_tau: float = 100.0,
            p_tau: float = 1000.0, relax_steps: int = 50, max_expansion: float = 2.0, show_progress: bool = True,
-           overwrite: bool = False, replicas: int = 1):
+           overwrite: bool = False, replicas: int = 1, first_replica: int = 0):
     """Melt, cool linearly and hold ``atoms`` with ``calc`` at constant pressure (ASE MD).
 
     Args:
@@ -438,6 +458,10 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
             (``equicalc.ensemble.BatchedCalculators``); replica ``k`` uses seed ``seed + k`` and its own
             start (``atoms[k]``, or ``atoms`` for all) and writes to ``directory/replica_<k>``. Each is the
             run it would be alone. With more than one, the result is an ``EnsembleQuenchResult``.
+        first_replica: index of the first of these replicas (default 0). With ``first_replica=4,
+            replicas=4``, replicas 4–7 run, each with the seed and folder it would have in one ensemble of
+            all eight: an ensemble grows batch by batch, and ``EnsembleQuenchResult.load(directory)``
+            reads every replica there.
         calc: any ASE calculator giving energy, forces and stress (EquiCalc, EMT, EAM...).
         t_melt, t_final: temperatures of the melt and of the end, K.
         cooling_rate: K/ps (1 K/ps = 1e12 K/s).
@@ -471,6 +495,8 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1 or len(starts) != replicas:
         raise ValueError(f"quench: replicas must be a positive integer and match the starting structures, got "
                          f"{replicas!r} for {len(starts)} structures")
+    if isinstance(first_replica, bool) or not isinstance(first_replica, int) or first_replica < 0:
+        raise ValueError(f"quench: first_replica must be a non-negative integer, got {first_replica!r}")
     for start in starts:
         _check_arguments(start, t_melt, t_final, cooling_rate, timestep, relax_steps, max_expansion)
     if len({tuple(sorted(set(a.get_chemical_symbols()))) for a in starts}) > 1:
@@ -479,9 +505,10 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
     if implemented is not None and "stress" not in implemented:
         raise ValueError(f"quench: {type(calc).__name__} gives no stress, which the NPT barostat needs")
     directory = Path(directory)
-    folders = [directory] if replicas == 1 else [directory / f"replica_{k}" for k in range(replicas)]
+    indices = range(first_replica, first_replica + replicas)
+    folders = [directory] if replicas == 1 and not first_replica else [directory / f"replica_{k}" for k in indices]
     runs = []
-    for k, (start, folder) in enumerate(zip(starts, folders)):
+    for k, start, folder in zip(indices, starts, folders):
         folder.mkdir(parents=True, exist_ok=True)
         protocol = make_protocol(start, t_melt, t_final, cooling_rate, pressure, timestep, melt_time, hold_time,
                                  window, seed + k, relax_steps)
