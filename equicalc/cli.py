@@ -242,20 +242,24 @@ def cmd_models(args) -> int:
 
 
 def cmd_quench(args) -> int:
-    from .analysis.quench import quench
+    from .analysis.quench import EnsembleQuenchResult, quench
     from .analysis.series import quench_series
     from .systems import random_alloy
 
+    first = args.first_replica
+    if first and args.rates:
+        raise ValueError("--first-replica adds replicas to one quench; it does not combine with --rates")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_output(out / ("series.json" if args.rates else "summary.json"))
     calc, label = _calculator(args)
-    starts = [random_alloy(args.atoms, args.composition, volume_per_atom=17.5, seed=args.seed + k)
-              for k in range(args.replicas)]
+    indices = range(first, first + args.replicas)
+    starts = [random_alloy(args.atoms, args.composition, volume_per_atom=17.5, seed=args.seed + k) for k in indices]
     rates = " and ".join(f"{r:g}" for r in args.rates) if args.rates else f"{args.rate:g}"
     symbols = starts[0].get_chemical_symbols()
     counts = " + ".join(f"{symbols.count(s)} {s}" for s in sorted(set(symbols)))
-    print(f"melt-quench of {args.replicas} x {args.atoms} atoms ({counts}): "
+    which = f" (replicas {first}–{indices[-1]}, beside those already in {out}/)" if first else ""
+    print(f"melt-quench of {args.replicas} x {args.atoms} atoms ({counts}){which}: "
           f"{args.t_melt:g} K for {args.melt_time:g} ps, cooling at {rates} K/ps to {args.t_final:g} K, hold "
           f"{args.hold_time:g} ps, {args.pressure:g} bar, with {label}; output in {out}/")
     protocol = dict(replicas=args.replicas, t_melt=args.t_melt, t_final=args.t_final, pressure=args.pressure,
@@ -263,7 +267,9 @@ def cmd_quench(args) -> int:
                     seed=args.seed, show_progress=not args.quiet, overwrite=args.overwrite,
                     trajectory_interval=args.interval, checkpoint_interval=args.interval)
     if not args.rates:
-        res = quench(starts, calc, cooling_rate=args.rate, directory=out, **protocol)
+        res = quench(starts, calc, cooling_rate=args.rate, directory=out, first_replica=first, **protocol)
+        if first:  # the results of every replica in the folder that has finished
+            res = EnsembleQuenchResult(out, [r for r in EnsembleQuenchResult.load(out).replicas if r.finished])
         _quench_outputs(res, out, args, label)
         return 0
     series = quench_series(starts, calc, args.rates, directory=out, **protocol)
@@ -290,6 +296,7 @@ def _quench_outputs(res, out: Path, args, label: str) -> None:
 
     ranges = _fit_ranges(args)
     summary = res.summary(**ranges)
+    replicas = len(getattr(res, "replicas", [res]))
     for key in ("volume", "enthalpy", "volume_hyperbola", "enthalpy_hyperbola"):
         quantity = key.split("_")[0]
         tg = summary["fits"].get(key)
@@ -305,7 +312,7 @@ def _quench_outputs(res, out: Path, args, label: str) -> None:
             print(f"  Tg from V(T) and from H(T) ({name} fits) differ by more than twice their combined error")
     if "glass_volume_per_atom" in summary:
         spread = (f" (± {summary['glass_volume_per_atom_error']:.3f} and ± {summary['glass_epot_per_atom_error']:.4f}"
-                  f" over {args.replicas} replicas)" if args.replicas > 1 else "")
+                  f" over {replicas} replicas)" if replicas > 1 else "")
         print(f"glass at {args.t_final:g} K: V = {summary['glass_volume_per_atom']:.3f} Å^3/atom, "
               f"Epot = {summary['glass_epot_per_atom']:.4f} eV/atom{spread}")
     if summary["rdf"] is not None:
@@ -319,7 +326,7 @@ def _quench_outputs(res, out: Path, args, label: str) -> None:
     summary.pop("fits"), summary.pop("rdf")
     summary["model"] = label
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    csv_files = "quench.csv" if args.replicas == 1 else "replica_*/quench.csv"
+    csv_files = "quench.csv" if replicas == 1 and not args.first_replica else "replica_*/quench.csv"
     print(f"wrote {out}/{csv_files}, quench.png (the one-page report), summary.json")
 
 
@@ -527,6 +534,10 @@ def _md_parsers(sub) -> None:
     qu.add_argument("--replicas", type=_positive_int, default=4,
                     help="independent replicas (own starts and seeds), in lockstep with batched evaluations; Tg "
                          "as mean ± standard error over them (default 4)")
+    qu.add_argument("--first-replica", type=_non_negative_int, default=0,
+                    help="index of the first of these replicas (default 0): with --replicas 4 --first-replica 4, "
+                         "replicas 4-7 run with the starts and seeds they would have in one ensemble of 8, beside "
+                         "those already in OUTPUT_DIR, and the results cover every finished replica there")
     qu.add_argument("--output-dir", default="quench", help="output folder (default ./quench)")
     qu.add_argument("--overwrite", action="store_true",
                     help="start afresh where the folder holds a run (deletes its files); without it the run resumes")

@@ -208,6 +208,15 @@ def test_quench_command_with_replicas(tmp_path, capsys):
     volumes = [h["volume_per_atom"][h["stage"] == "hold"].mean() for h in hold]
     assert summary["glass_volume_per_atom"] == pytest.approx(np.mean(volumes), rel=1e-12)
     assert "over 2 replicas" in capsys.readouterr().out
+    # one more replica, later: replica 2, and the results over all three
+    later = list(args)
+    later[later.index("--replicas") + 1] = "1"
+    assert main(later + ["--first-replica", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["replicas"] == 3
+    assert json.loads((out / "replica_2" / "log.txt").read_text().splitlines()[0].split(": ", 1)[1])["seed"] == 2
+    assert "over 3 replicas" in capsys.readouterr().out
+    assert main(args + ["--first-replica", "2", "--rates", "4000", "8000"]) == 2
 
 
 def test_deploy_lammps_passes_its_options_to_export_lammps(tmp_path, capsys, monkeypatch):
