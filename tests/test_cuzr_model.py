@@ -102,6 +102,30 @@ def test_shipped_model_liquid_is_stable_in_npt_at_2200_k(tmp_path):
     assert v.max() < 21.0 and v[len(v) // 2:].mean() < 19.0, (v.max(), v[len(v) // 2:].mean())
 
 
+def test_stated_tg_comes_from_the_saved_quench_records():
+    """The side-by-side Tg rows come from the quench records kept in validation/: the larger ensemble's
+    (``compare.py --only tg``) from every finished replica there, and its replicas 0–3 give the ``quench``
+    step's (which ran them in one batch, with trajectories)."""
+    import json
+
+    from equicalc.analysis import EnsembleQuenchResult
+
+    compare = cuzr_script("compare")
+    results = json.loads((CUZR / "validation" / "results.json").read_text())
+    for side in ("model", "EAM"):
+        folder = CUZR / "validation" / f"quench_{side.lower()}"
+        replicas = compare.finished_replicas(folder)
+        stated = results["tg"][side]
+        assert [int(r.directory.name.split("_")[1]) for r in replicas] == stated["replica_indices"]
+        assert len(replicas) >= 4 and {r.protocol["n_atoms"] for r in replicas} == {250}
+        for key, fit in compare.tg_fits(EnsembleQuenchResult(folder, replicas)).items():
+            assert fit["tg_K"] == pytest.approx(stated[key]["tg_K"], rel=1e-9), (side, key)
+            assert fit["error_K"] == pytest.approx(stated[key]["error_K"], rel=1e-9), (side, key)
+        first = compare.tg_fits(EnsembleQuenchResult(folder, replicas[:4]))
+        for key in ("tg_volume", "tg_enthalpy"):
+            assert first[key]["tg_K"] == pytest.approx(results["quench"][side][key]["tg_K"], rel=1e-9), (side, key)
+
+
 @pytest.mark.slow
 def test_stated_b2_side_by_side_is_measured_again():
     """The README's B2 rows (``compare.py --only b2``, saved in validation/results.json) come out of a fresh

@@ -209,16 +209,21 @@ def tg_ensemble(calcs: dict, n_atoms: int, rate: float, seed: int, start: int, s
                    t_final=300.0, cooling_rate=rate, melt_time=4.0, hold_time=4.0, directory=folder, seed=seed,
                    trajectory_interval=0, checkpoint_interval=100)
         ensemble = EnsembleQuenchResult(folder, finished_replicas(folder))
-        fits = {}
-        for quantity in ("volume", "enthalpy"):
-            for method, suffix in (("windows", ""), ("hyperbola", "_hyperbola")):
-                ranges = {"liquid_range": LIQUID_FIT, "glass_range": (300, 700)} if method == "windows" else {}
-                tg = ensemble.glass_transition(quantity, method, **ranges)
-                fits[f"tg_{quantity}{suffix}"] = {"tg_K": tg.tg, "error_K": tg.error,
-                                                  "per_replica_K": list(tg.per_replica)}
-        out[name] = fits | {"replicas": len(ensemble.replicas),
-                            "replica_indices": [int(r.directory.name.split("_")[1]) for r in ensemble.replicas]}
+        out[name] = tg_fits(ensemble) | {"replicas": len(ensemble.replicas), "replica_indices":
+                                         [int(r.directory.name.split("_")[1]) for r in ensemble.replicas]}
     return out
+
+
+def tg_fits(ensemble) -> dict:
+    """Tg (K) of an ``EnsembleQuenchResult`` from V(T) and H(T), by window fits (the ``quench`` step's ranges)
+    and whole-curve fits: mean, standard error and each replica's."""
+    fits = {}
+    for quantity in ("volume", "enthalpy"):
+        for method, suffix in (("windows", ""), ("hyperbola", "_hyperbola")):
+            ranges = {"liquid_range": LIQUID_FIT, "glass_range": (300, 700)} if method == "windows" else {}
+            tg = ensemble.glass_transition(quantity, method, **ranges)
+            fits[f"tg_{quantity}{suffix}"] = {"tg_K": tg.tg, "error_K": tg.error, "per_replica_K": list(tg.per_replica)}
+    return fits
 
 
 def nve_drift(calc, n_atoms: int = 500, ps: float = 4.0, seed: int = 0) -> dict:
