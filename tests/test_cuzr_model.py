@@ -113,7 +113,7 @@ def test_stated_tg_comes_from_the_saved_quench_records():
     compare = cuzr_script("compare")
     results = json.loads((CUZR / "validation" / "results.json").read_text())
     for side in ("model", "EAM"):
-        folder = CUZR / "validation" / f"quench_{side.lower()}"
+        folder = compare.quench_folder(side)
         replicas = compare.finished_replicas(folder)
         stated = results["tg"][side]
         assert [int(r.directory.name.split("_")[1]) for r in replicas] == stated["replica_indices"]

@@ -44,6 +44,8 @@ STEPS = ("errors", "b2", "quench", "tg", "nve", "short_range", "architectures")
 # since the data hold expanded liquids, see README.md); fits over the liquid and the glass branch
 T_MELT = 2200.0
 LIQUID_FIT = (1200.0, 1800.0)
+# the side-by-side quench (the cooling rate is an option): melt, ramp, hold at 300 K
+QUENCH = dict(t_melt=T_MELT, t_final=300.0, melt_time=4.0, hold_time=4.0, checkpoint_interval=100)
 # each architecture's training runs, stage by stage (the configs of the same names say why each came):
 # the last one's best checkpoint is the model compared, the training cost is summed over all of them
 ARCHITECTURES = {
@@ -154,11 +156,9 @@ def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int, replicas: int
 
     out = {}
     for name, calc in calcs.items():
-        starts = quench_starts(n_atoms, seed, range(replicas))
-        folder = HERE / "validation" / f"quench_{name.split()[0].lower()}"
-        res = quench(starts, calc, replicas=replicas, t_melt=T_MELT, t_final=300.0, cooling_rate=rate, melt_time=4.0,
-                     hold_time=4.0, directory=folder, seed=seed, trajectory_interval=100, checkpoint_interval=100,
-                     overwrite=overwrite)
+        folder = quench_folder(name)
+        res = quench(quench_starts(n_atoms, seed, range(replicas)), calc, replicas=replicas, cooling_rate=rate,
+                     directory=folder, seed=seed, trajectory_interval=100, overwrite=overwrite, **QUENCH)
         summary = res.summary(liquid_range=LIQUID_FIT, glass_range=(300, 700), rdf_bins=400)  # 0.02 Å bins
         report(res, summary, folder / "quench.png", liquid_range=LIQUID_FIT, glass_range=(300, 700))
         g = summary.pop("rdf")
@@ -166,6 +166,11 @@ def quench_both(calcs: dict, n_atoms: int, rate: float, seed: int, replicas: int
         out[name] = summary | {"rdf": {"r": g.r.tolist(), "total": g.total.tolist()},
                                "max_temperature_K": float(max(r.data["temperature_K"].max() for r in res.replicas))}
     return out
+
+
+def quench_folder(name: str) -> Path:
+    """Where the side-by-side quench of calculator ``name`` ("model", "EAM") keeps its replicas."""
+    return HERE / "validation" / f"quench_{name.split()[0].lower()}"
 
 
 def quench_starts(n_atoms: int, seed: int, indices) -> list:
@@ -201,13 +206,12 @@ def tg_ensemble(calcs: dict, n_atoms: int, rate: float, seed: int, start: int, s
 
     out = {}
     for name, calc in calcs.items():
-        folder = HERE / "validation" / f"quench_{name.split()[0].lower()}"
+        folder = quench_folder(name)
         done = {int(r.directory.name.split("_")[1]) for r in finished_replicas(folder)}
         for ks in contiguous_batches([k for k in range(start, stop) if k not in done], batch):
             print(f"tg: {name} replicas {ks[0]}–{ks[-1]}", flush=True)
-            quench(quench_starts(n_atoms, seed, ks), calc, replicas=len(ks), first_replica=ks[0], t_melt=T_MELT,
-                   t_final=300.0, cooling_rate=rate, melt_time=4.0, hold_time=4.0, directory=folder, seed=seed,
-                   trajectory_interval=0, checkpoint_interval=100)
+            quench(quench_starts(n_atoms, seed, ks), calc, replicas=len(ks), first_replica=ks[0], cooling_rate=rate,
+                   directory=folder, seed=seed, trajectory_interval=0, **QUENCH)
         ensemble = EnsembleQuenchResult(folder, finished_replicas(folder))
         out[name] = tg_fits(ensemble) | {"replicas": len(ensemble.replicas), "replica_indices":
                                          [int(r.directory.name.split("_")[1]) for r in ensemble.replicas]}

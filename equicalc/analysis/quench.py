@@ -686,6 +686,7 @@ class _Records:
         self.log = open(directory / "log.txt", "a")
         self.log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {'resumed at' if start_step else 'started'} step "
                        f"{start_step} of {protocol['n_steps']}: {json.dumps(protocol)}\n")
+        self.log.flush()  # the protocol is on disk from the start: a run's records can be read without its state
 
     def __enter__(self):
         return self
