@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from equicalc.analysis import fit_glass_transition
-from equicalc.analysis.tg import ensemble_glass_transition, hyperbola
+from equicalc.analysis.tg import ensemble_glass_transition, hyperbola, pooled_glass_transition
 
 T = np.linspace(300.0, 2000.0, 35)  # 50 K windows of a 300–2000 K quench
 
@@ -60,6 +60,27 @@ def test_ensemble_mean_and_standard_error_cover_the_truth():
     assert ensemble_glass_transition(curves[:2] + [short], method="windows").replicas == 3
     with pytest.raises(ValueError, match=r"1 of 2 replicas gave a Tg.*need two \(fit_glass_transition"):
         ensemble_glass_transition(curves[:1] + [short], method="windows")
+
+
+def test_the_mean_curve_of_small_noisy_replicas_finds_the_kink_they_lose_alone():
+    """Replicas so noisy that some of them show no kink alone: their mean curve has one, near the truth, and
+    its jackknife error is of the size of the scatter of such mean curves."""
+    def ensemble(seed):
+        return [(T, volume_curve(noise=0.1, seed=seed + k)) for k in range(16)]
+
+    alone = ensemble_glass_transition(ensemble(100), method="windows", liquid_range=(1200, 2000),
+                                      glass_range=(300, 700))
+    assert len(alone.per_replica) < 16  # some replicas' branches cross outside their temperatures
+    tg = pooled_glass_transition(ensemble(100), quantity="volume", liquid_range=(1200, 2000), glass_range=(300, 700))
+    assert tg.replicas == 16 and tg.per_replica == () and "mean volume(T) of 16 replicas" in str(tg)
+    assert abs(tg.tg - 800.0) < 3 * tg.error and 0 < tg.error < 100
+    scatter = np.std([pooled_glass_transition(ensemble(200 + 16 * k), liquid_range=(1200, 2000),
+                                              glass_range=(300, 700)).tg for k in range(12)])
+    assert 0.5 * scatter < tg.error < 2.0 * scatter
+    alike = [(T, volume_curve(noise=0.004, seed=1))] * 3  # identical replicas: nothing to scatter
+    assert pooled_glass_transition(alike, method="hyperbola").error == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="two or more curves of equal length"):
+        pooled_glass_transition([(T, volume_curve()), (T[:-1], volume_curve()[:-1])])
 
 
 def test_bad_input_is_named():

@@ -220,12 +220,14 @@ def tg_ensemble(calcs: dict, n_atoms: int, rate: float, seed: int, start: int, s
 
 def tg_fits(ensemble) -> dict:
     """Tg (K) of an ``EnsembleQuenchResult`` from V(T) and H(T), by window fits (the ``quench`` step's ranges)
-    and whole-curve fits: mean, standard error and each replica's."""
+    and whole-curve fits, each replica alone (mean, standard error and each replica's), and by window fits of
+    the replicas' mean curve (``_pooled``: jackknife error)."""
     fits = {}
     for quantity in ("volume", "enthalpy"):
-        for method, suffix in (("windows", ""), ("hyperbola", "_hyperbola")):
+        for method, suffix, pooled in (("windows", "", False), ("hyperbola", "_hyperbola", False),
+                                       ("windows", "_pooled", True)):
             ranges = {"liquid_range": LIQUID_FIT, "glass_range": (300, 700)} if method == "windows" else {}
-            tg = ensemble.glass_transition(quantity, method, **ranges)
+            tg = ensemble.glass_transition(quantity, method, pooled=pooled, **ranges)
             fits[f"tg_{quantity}{suffix}"] = {"tg_K": tg.tg, "error_K": tg.error, "per_replica_K": list(tg.per_replica)}
     return fits
 
@@ -367,6 +369,9 @@ def markdown(results: dict) -> str:
                            ("V(T), whole-curve fits", "tg_volume_hyperbola"),
                            ("H(T), whole-curve fits", "tg_enthalpy_hyperbola")):
             row(f"Tg from {label}, larger ensemble (K)", lambda n, k=key: tg_cell(t[n][k], t[n]["replicas"]))
+        for label, key in (("V(T)", "tg_volume_pooled"), ("H(T)", "tg_enthalpy_pooled")):
+            row(f"Tg from the mean {label} of the larger ensemble, window fits (K)",
+                lambda n, k=key: f"{t[n][k]['tg_K']:.0f} ± {t[n][k]['error_K']:.0f} ({t[n]['replicas']} replicas)")
     row("300 K glass: E_pot (eV/atom)", lambda n: with_error(n, "glass_epot_per_atom", 4))
     row("300 K glass: volume (Å³/atom)", lambda n: with_error(n, "glass_volume_per_atom", 3))
     for pair in ("Cu-Cu", "Cu-Zr", "Zr-Zr", "total"):

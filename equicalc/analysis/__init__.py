@@ -10,10 +10,10 @@ from .phonons import band_structure, density_of_states, frequency_range, phonons
 from .quench import EnsembleQuenchResult, GlassTransition, QuenchResult, fit_glass_transition, load_quench, quench, report
 from .series import QuenchSeries, RateFit, quench_series
 from .rdf import RDFResult, StructureFactor, rdf
-from .tg import ensemble_glass_transition
+from .tg import ensemble_glass_transition, pooled_glass_transition
 from .voronoi import VoronoiResult, voronoi, voronoi_indices
 
 __all__ = ["rdf", "RDFResult", "StructureFactor", "quench", "QuenchResult", "EnsembleQuenchResult", "GlassTransition",
            "load_quench", "report", "quench_series", "QuenchSeries", "RateFit",
-           "fit_glass_transition", "voronoi", "voronoi_indices", "VoronoiResult", "ensemble_glass_transition", "phonons", "band_structure", "density_of_states", "thermal_properties",
+           "fit_glass_transition", "voronoi", "voronoi_indices", "VoronoiResult", "ensemble_glass_transition", "pooled_glass_transition", "phonons", "band_structure", "density_of_states", "thermal_properties",
            "frequency_range", "plot_phonons", "cubic_elastic_constants"]

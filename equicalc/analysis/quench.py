@@ -198,16 +198,17 @@ class EnsembleQuenchResult:
         return self.replicas[0].protocol
 
     def glass_transition(self, quantity: str = "volume", method: str = "hyperbola", liquid_range=None,
-                         glass_range=None, width: Optional[float] = None) -> GlassTransition:
-        """Tg (K): each replica's cooling curve fitted alone, then mean ± standard error (``.per_replica``)."""
-        from .tg import ensemble_glass_transition
+                         glass_range=None, width: Optional[float] = None, pooled: bool = False) -> GlassTransition:
+        """Tg (K): each replica's cooling curve fitted alone, then mean ± standard error (``.per_replica``);
+        ``pooled``: the replicas' mean curve fitted once, with the jackknife error over the replicas."""
+        from .tg import ensemble_glass_transition, pooled_glass_transition
 
         if quantity not in self._KEYS:
             raise ValueError(f"quantity must be 'volume' or 'enthalpy', got {quantity!r}")
         windows = [r.windows(width) for r in self.replicas]
         ranges = {} if method == "hyperbola" else {"liquid_range": liquid_range, "glass_range": glass_range}
-        return ensemble_glass_transition([(w["T"], w[self._KEYS[quantity]]) for w in windows], quantity, method,
-                                         **ranges)
+        combine = pooled_glass_transition if pooled else ensemble_glass_transition
+        return combine([(w["T"], w[self._KEYS[quantity]]) for w in windows], quantity, method, **ranges)
 
     def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
         """``QuenchResult.summary`` for the ensemble: Tg as mean ± standard error over the replicas (with

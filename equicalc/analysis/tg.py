@@ -3,6 +3,7 @@
     tg = fit_glass_transition(T, V)                          # two straight-line windows, their crossing
     tg = fit_glass_transition(T, V, method="hyperbola")      # the whole curve, no windows to choose
     tg = ensemble_glass_transition([(T1, V1), (T2, V2), ...]) # per replica, then mean ± standard error
+    tg = pooled_glass_transition([(T1, V1), (T2, V2), ...])   # the replicas' mean curve, jackknife error
 
 Windows: straight lines fitted to the liquid branch and the glass branch, Tg
 where they cross, with a bootstrap error; the result depends on the windows.
@@ -14,7 +15,10 @@ whose asymptotes are the two branches (slopes b + c/2 above, b - c/2 below),
 crossing at T0 = Tg; ``d`` sets how sharp the kink is. Its error is the standard
 error of T0 from the fit's covariance. One run's error understates the run-to-run
 scatter of MD (chaos): an ensemble of independent replicas gives Tg as the mean
-of the per-replica values and its standard error. Temperatures in K.
+of the per-replica values and its standard error. Where a small replica's kink
+is lost in its noise, the replicas' mean curve (the curve of one system holding
+all their atoms) is fitted instead, with the jackknife error over the replicas.
+Temperatures in K.
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["GlassTransition", "fit_glass_transition", "ensemble_glass_transition", "tg_resolved", "hyperbola"]
+__all__ = ["GlassTransition", "fit_glass_transition", "ensemble_glass_transition", "pooled_glass_transition",
+           "tg_resolved", "hyperbola"]
 
 
 @dataclass
@@ -34,14 +39,16 @@ class GlassTransition:
     Attributes:
         tg: glass transition temperature, K.
         error: uncertainty of ``tg`` (K): bootstrap standard deviation (windows), standard error of the
-            fitted T0 (hyperbola), or standard error of the mean over replicas (ensemble).
+            fitted T0 (hyperbola), standard error of the mean over replicas (ensemble), or jackknife
+            standard error over the replicas (their mean curve).
         liquid_range, glass_range: temperature ranges (K) of the two fits (hyperbola: the data above and
             below Tg).
         liquid_fit, glass_fit: (slope, intercept) of ``y = slope * T + intercept``: the branches.
         quantity: what was fitted.
         method: ``"windows"`` or ``"hyperbola"``.
         per_replica: Tg (K) of each replica used, for an ensemble result; empty otherwise.
-        replicas: the ensemble's replicas, those left out included (0 for a single curve).
+        replicas: the ensemble's replicas, those left out included (0 for a single curve; for a mean
+            curve, the replicas averaged, with ``per_replica`` empty).
     """
 
     tg: float
@@ -69,6 +76,9 @@ class GlassTransition:
         if self.per_replica:
             return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {where}, mean ± standard error over "
                     f"{self.replicas_used()} replicas ({self.method} fits)")
+        if self.replicas:
+            return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from the mean {where} of {self.replicas} replicas "
+                    f"({self.method} fit, jackknife error)")
         if self.method == "hyperbola":
             return f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {where} (hyperbolic fit of the whole curve)"
         return (f"Tg = {self.tg:.0f} ± {self.error:.0f} K from {where} "
@@ -213,3 +223,28 @@ def ensemble_glass_transition(curves: Sequence[Tuple[Sequence[float], Sequence[f
                            liquid_fit=mean([f.liquid_fit for f in good]), glass_fit=mean([f.glass_fit for f in good]),
                            quantity=quantity, method=method, per_replica=tuple(float(v) for v in tgs),
                            replicas=len(curves))
+
+
+def pooled_glass_transition(curves: Sequence[Tuple[Sequence[float], Sequence[float]]], quantity: str = "",
+                            method: str = "windows", **fit_options) -> GlassTransition:
+    """Tg of an ensemble's mean curve: the replicas' ``(T, y)`` averaged point by point and fitted once.
+
+    The mean curve is that of one system holding all the replicas' atoms, so its kink stands out of the noise
+    where single small replicas' do not, and no replica is left out. The error is the jackknife standard error
+    over the replicas (the mean curve refitted with each left out in turn). The replicas' points must match
+    one to one, as the temperature windows of one quench protocol do. ``fit_options``: those of
+    ``fit_glass_transition`` (ranges for ``method="windows"``).
+    """
+    shapes = {np.shape(t) for t, _ in curves} | {np.shape(y) for _, y in curves}
+    if len(curves) < 2 or len(shapes) != 1:
+        raise ValueError(f"pooled_glass_transition: needs two or more curves of equal length, got {len(curves)} "
+                         f"of shapes {sorted(shapes)}")
+    t = np.array([np.asarray(c[0], dtype=float) for c in curves])
+    y = np.array([np.asarray(c[1], dtype=float) for c in curves])
+    options = {**fit_options, "quantity": quantity, "method": method, "n_bootstrap": 0}
+    full = fit_glass_transition(t.mean(axis=0), y.mean(axis=0), **options)
+    n = len(curves)
+    left_out = np.array([fit_glass_transition(np.delete(t, k, 0).mean(axis=0), np.delete(y, k, 0).mean(axis=0),
+                                              **options).tg for k in range(n)])
+    error = float(np.sqrt((n - 1) / n * np.sum((left_out - left_out.mean()) ** 2)))
+    return replace(full, error=error, replicas=n)
