@@ -16,7 +16,8 @@ Measures (model and EAM side by side where both apply):
 * ``tg``: Tg alone from a larger ensemble of the same quench (``--tg-replicas``, 16 by default): the
   replicas that have not finished run in batches of ``--batch`` (replica k as it would run in one
   ensemble, so ``quench``'s replicas 0–3 count and the ensemble grows across runs; ``--tg-start``
-  leaves the replicas before it to another process), then Tg over every finished replica;
+  leaves the replicas before it to another process), then Tg over every finished replica, each alone
+  and from their mean curve (plot: ``validation/quench_<side>/tg_ensemble.png``);
 * ``short_range``: isolated atoms and dimers 1–3 Å, and whether each pair's wall rises monotonically
   below 1.8 Å;
 * ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
@@ -213,6 +214,7 @@ def tg_ensemble(calcs: dict, n_atoms: int, rate: float, seed: int, start: int, s
             quench(quench_starts(n_atoms, seed, ks), calc, replicas=len(ks), first_replica=ks[0], cooling_rate=rate,
                    directory=folder, seed=seed, trajectory_interval=0, **QUENCH)
         ensemble = EnsembleQuenchResult(folder, finished_replicas(folder))
+        ensemble.plot(folder / "tg_ensemble.png", liquid_range=LIQUID_FIT, glass_range=(300, 700), method="windows")
         out[name] = tg_fits(ensemble) | {"replicas": len(ensemble.replicas), "replica_indices":
                                          [int(r.directory.name.split("_")[1]) for r in ensemble.replicas]}
     return out

@@ -232,10 +232,16 @@ class EnsembleQuenchResult:
 
         if axes is None:
             fig, axes = new_figure(2, size=(10, 4))
+        windows = [r.windows() for r in self.replicas]
+        many = len(windows) > 8  # then grey curves and their mean, not a legend of replicas
         for ax, (quantity, label) in zip(axes, (("volume", "V (Å³/atom)"), ("enthalpy", "H (eV/atom)"))):
-            for k, r in enumerate(self.replicas):
-                w = r.windows()
-                ax.plot(w["T"], w[self._KEYS[quantity]], "o-", ms=2, lw=0.8, alpha=0.7, label=f"replica {k}")
+            key = self._KEYS[quantity]
+            for r, w in zip(self.replicas, windows):
+                style = dict(color="0.6", alpha=0.5) if many else dict(alpha=0.7, label=r.directory.name.replace("_", " "))
+                ax.plot(w["T"], w[key], "o-", ms=2, lw=0.8, **style)
+            if many and len({len(w["T"]) for w in windows}) == 1:
+                ax.plot(np.mean([w["T"] for w in windows], axis=0), np.mean([w[key] for w in windows], axis=0), "k-",
+                        lw=1.5, label=f"mean of {len(windows)} replicas")
             try:
                 tg = self.glass_transition(quantity, method, liquid_range, glass_range)
                 ax.axvspan(tg.tg - tg.error, tg.tg + tg.error, color="k", alpha=0.12)
