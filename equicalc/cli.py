@@ -269,7 +269,7 @@ def cmd_quench(args) -> int:
     if not args.rates:
         res = quench(starts, calc, cooling_rate=args.rate, directory=out, first_replica=first, **protocol)
         if first:  # the results of every replica in the folder that has finished
-            res = EnsembleQuenchResult(out, [r for r in EnsembleQuenchResult.load(out).replicas if r.finished])
+            res = EnsembleQuenchResult.load(out, finished=True)
         _quench_outputs(res, out, args, label)
         return 0
     series = quench_series(starts, calc, args.rates, directory=out, **protocol)

@@ -114,7 +114,7 @@ def test_stated_tg_comes_from_the_saved_quench_records():
     results = json.loads((CUZR / "validation" / "results.json").read_text())
     for side in ("model", "EAM"):
         folder = compare.quench_folder(side)
-        replicas = compare.finished_replicas(folder)
+        replicas = EnsembleQuenchResult.load(folder, finished=True).replicas
         stated = results["tg"][side]
         assert [int(r.directory.name.split("_")[1]) for r in replicas] == stated["replica_indices"]
         assert len(replicas) >= 4 and {r.protocol["n_atoms"] for r in replicas} == {250}

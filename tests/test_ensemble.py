@@ -156,6 +156,7 @@ def test_an_ensemble_grows_batch_by_batch_and_loads_from_its_records(tmp_path):
     loaded = EnsembleQuenchResult.load(tmp_path / "together")
     assert [r.protocol for r in loaded.replicas] == [r.protocol for r in together.replicas]
     assert all(r.finished for r in loaded.replicas)
+    assert len(EnsembleQuenchResult.load(tmp_path / "together", finished=True).replicas) == 2
     with pytest.raises(ValueError, match="first_replica must be a non-negative integer"):
         quench(cu_au_alloy(0), calc, first_replica=-1, directory=tmp_path / "refused", **QUENCH)
 
@@ -189,6 +190,7 @@ def test_a_killed_ensemble_resumes_in_lockstep(tmp_path, monkeypatch):
         with pytest.raises(_Kill):  # the replica's own error, not the others' "stopped"
             quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
     assert not any(EnsembleQuenchResult.load(tmp_path / "killed").replicas[k].finished for k in range(2))
+    assert EnsembleQuenchResult.load(tmp_path / "killed", finished=True).replicas == []
     done = quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "killed", **QUENCH)
     for a, b in zip(reference.replicas, done.replicas):
         np.testing.assert_array_equal(a.data["step"], b.data["step"])

@@ -181,14 +181,6 @@ def quench_starts(n_atoms: int, seed: int, indices) -> list:
     return [random_alloy(n_atoms, "Cu64Zr36", volume_per_atom=17.5, seed=seed + k) for k in indices]
 
 
-def finished_replicas(folder: Path) -> list:
-    """The replicas in ``folder`` that reached the protocol's end (``QuenchResult``s)."""
-    from equicalc.analysis import QuenchResult
-
-    runs = [QuenchResult.load(f) for f in folder.glob("replica_*") if (f / "quench.csv").exists()]
-    return sorted((r for r in runs if r.finished), key=lambda r: int(r.directory.name.split("_")[1]))
-
-
 def contiguous_batches(indices: list, size: int) -> list:
     """``indices`` (sorted) cut into runs of consecutive numbers, at most ``size`` long."""
     batches = []
@@ -208,12 +200,12 @@ def tg_ensemble(calcs: dict, n_atoms: int, rate: float, seed: int, start: int, s
     out = {}
     for name, calc in calcs.items():
         folder = quench_folder(name)
-        done = {int(r.directory.name.split("_")[1]) for r in finished_replicas(folder)}
+        done = {int(r.directory.name.split("_")[1]) for r in EnsembleQuenchResult.load(folder, finished=True).replicas}
         for ks in contiguous_batches([k for k in range(start, stop) if k not in done], batch):
             print(f"tg: {name} replicas {ks[0]}–{ks[-1]}", flush=True)
             quench(quench_starts(n_atoms, seed, ks), calc, replicas=len(ks), first_replica=ks[0], cooling_rate=rate,
                    directory=folder, seed=seed, trajectory_interval=0, **QUENCH)
-        ensemble = EnsembleQuenchResult(folder, finished_replicas(folder))
+        ensemble = EnsembleQuenchResult.load(folder, finished=True)
         ensemble.plot(folder / "tg_ensemble.png", liquid_range=LIQUID_FIT, glass_range=(300, 700), method="windows")
         out[name] = tg_fits(ensemble) | {"replicas": len(ensemble.replicas), "replica_indices":
                                          [int(r.directory.name.split("_")[1]) for r in ensemble.replicas]}

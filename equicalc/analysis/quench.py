@@ -184,13 +184,18 @@ class EnsembleQuenchResult:
         self.replicas = list(replicas)
 
     @classmethod
-    def load(cls, directory) -> "EnsembleQuenchResult":
-        """Read an ensemble (finished or partial) from its directory: the ``replica_<k>`` folders."""
+    def load(cls, directory, finished: bool = False) -> "EnsembleQuenchResult":
+        """Read an ensemble (finished or partial) from its directory: the ``replica_<k>`` folders, in order of k.
+        ``finished``: only the replicas that reached the protocol's end (one still starting, without records
+        yet, is skipped too)."""
         directory = Path(directory)
         folders = sorted(directory.glob("replica_*"), key=lambda p: int(p.name.split("_")[1]))
         if not folders:
             raise FileNotFoundError(f"quench: no replica_* folders in {directory}")
-        return cls(directory, [QuenchResult.load(folder) for folder in folders])
+        if finished:
+            folders = [f for f in folders if (f / "quench.csv").exists()]
+        replicas = [QuenchResult.load(folder) for folder in folders]
+        return cls(directory, [r for r in replicas if r.finished] if finished else replicas)
 
     @property
     def protocol(self) -> dict:
