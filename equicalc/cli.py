@@ -297,8 +297,10 @@ def _quench_outputs(res, out: Path, args, label: str) -> None:
     ranges = _fit_ranges(args)
     summary = res.summary(**ranges)
     replicas = len(getattr(res, "replicas", [res]))
-    for key in ("volume", "enthalpy", "volume_hyperbola", "enthalpy_hyperbola"):
+    for key in ("volume", "enthalpy", "volume_hyperbola", "enthalpy_hyperbola", "volume_pooled", "enthalpy_pooled"):
         quantity = key.split("_")[0]
+        if f"tg_{key}" not in summary:  # the pooled fits: ensembles only
+            continue
         tg = summary["fits"].get(key)
         if tg is None:
             print(f"no Tg from {quantity}: {summary[f'tg_{key}']['error']}")

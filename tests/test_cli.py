@@ -186,6 +186,8 @@ def test_md_replicas_run_in_lockstep_and_each_is_its_solo_run(tmp_path, capsys):
 def test_quench_command_with_replicas(tmp_path, capsys):
     import json
 
+    from equicalc.analysis import EnsembleQuenchResult
+
     out = tmp_path / "q"
     args = ["quench", "--model", _small_model_file(tmp_path), "--atoms", "16", "--t-melt", "1200", "--t-final", "400",
             "--rate", "4000", "--melt-time", "0.04", "--hold-time", "0.04", "--window", "100", "--interval", "20",
@@ -202,6 +204,15 @@ def test_quench_command_with_replicas(tmp_path, capsys):
             assert len(fit["per_replica_K"]) == 2 and fit["tg_K"] == pytest.approx(np.mean(fit["per_replica_K"]))
         else:
             assert "of 2 replicas gave a Tg" in fit["error"], fit
+    ensemble = EnsembleQuenchResult.load(out)
+    for quantity in ("volume", "enthalpy"):  # and the replicas' mean curve, fitted once
+        fit = summary[f"tg_{quantity}_pooled"]
+        try:
+            tg = ensemble.glass_transition(quantity, "windows", (800.0, 1200.0), (400.0, 800.0), pooled=True)
+        except ValueError as exc:
+            assert fit == {"error": str(exc)}
+        else:
+            assert fit["tg_K"] == pytest.approx(tg.tg) and fit["error_K"] == pytest.approx(tg.error)
     assert set(summary["glass_icosahedral_fraction_error"]) == {"Cu", "Zr"}
     hold = [np.genfromtxt(out / f"replica_{k}" / "quench.csv", delimiter=",", names=True, dtype=None,
                           encoding=None) for k in range(2)]

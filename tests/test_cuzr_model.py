@@ -114,9 +114,9 @@ def test_stated_tg_comes_from_the_saved_quench_records():
     results = json.loads((CUZR / "validation" / "results.json").read_text())
     for side in ("model", "EAM"):
         folder = compare.quench_folder(side)
-        replicas = EnsembleQuenchResult.load(folder, finished=True).replicas
-        stated = results["tg"][side]
-        assert [int(r.directory.name.split("_")[1]) for r in replicas] == stated["replica_indices"]
+        ensemble = EnsembleQuenchResult.load(folder, finished=True)
+        replicas, stated = ensemble.replicas, results["tg"][side]
+        assert ensemble.indices == stated["replica_indices"]
         assert len(replicas) >= 4 and {r.protocol["n_atoms"] for r in replicas} == {250}
         for key, fit in compare.tg_fits(EnsembleQuenchResult(folder, replicas)).items():
             assert fit["tg_K"] == pytest.approx(stated[key]["tg_K"], rel=1e-9), (side, key)

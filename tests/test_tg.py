@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from equicalc.analysis import fit_glass_transition
-from equicalc.analysis.tg import ensemble_glass_transition, hyperbola, pooled_glass_transition
+from equicalc.analysis.tg import ensemble_glass_transition, hyperbola, mean_curve, pooled_glass_transition
 
 T = np.linspace(300.0, 2000.0, 35)  # 50 K windows of a 300–2000 K quench
 
@@ -79,8 +79,19 @@ def test_the_mean_curve_of_small_noisy_replicas_finds_the_kink_they_lose_alone()
     assert 0.5 * scatter < tg.error < 2.0 * scatter
     alike = [(T, volume_curve(noise=0.004, seed=1))] * 3  # identical replicas: nothing to scatter
     assert pooled_glass_transition(alike, method="hyperbola").error == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(ValueError, match="two or more curves of equal length"):
+    with pytest.raises(ValueError, match="curves of equal length"):
         pooled_glass_transition([(T, volume_curve()), (T[:-1], volume_curve()[:-1])])
+    with pytest.raises(ValueError, match="two or more curves"):
+        pooled_glass_transition([(T, volume_curve())])
+
+
+def test_mean_curve_averages_point_by_point():
+    a, b = volume_curve(noise=0.01, seed=1), volume_curve(noise=0.01, seed=2)
+    t, y = mean_curve([(T, a), (T + 2.0, b)])
+    np.testing.assert_allclose(t, T + 1.0)
+    np.testing.assert_allclose(y, (a + b) / 2)
+    with pytest.raises(ValueError, match="curves of equal length"):
+        mean_curve([])
 
 
 def test_bad_input_is_named():

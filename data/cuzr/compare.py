@@ -200,15 +200,14 @@ def tg_ensemble(calcs: dict, n_atoms: int, rate: float, seed: int, start: int, s
     out = {}
     for name, calc in calcs.items():
         folder = quench_folder(name)
-        done = {int(r.directory.name.split("_")[1]) for r in EnsembleQuenchResult.load(folder, finished=True).replicas}
+        done = set(EnsembleQuenchResult.load(folder, finished=True).indices)
         for ks in contiguous_batches([k for k in range(start, stop) if k not in done], batch):
             print(f"tg: {name} replicas {ks[0]}–{ks[-1]}", flush=True)
             quench(quench_starts(n_atoms, seed, ks), calc, replicas=len(ks), first_replica=ks[0], cooling_rate=rate,
                    directory=folder, seed=seed, trajectory_interval=0, **QUENCH)
         ensemble = EnsembleQuenchResult.load(folder, finished=True)
         ensemble.plot(folder / "tg_ensemble.png", liquid_range=LIQUID_FIT, glass_range=(300, 700), method="windows")
-        out[name] = tg_fits(ensemble) | {"replicas": len(ensemble.replicas), "replica_indices":
-                                         [int(r.directory.name.split("_")[1]) for r in ensemble.replicas]}
+        out[name] = tg_fits(ensemble) | {"replicas": len(ensemble.replicas), "replica_indices": ensemble.indices}
     return out
 
 

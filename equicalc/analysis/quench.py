@@ -32,7 +32,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .tg import GlassTransition, fit_glass_transition, tg_resolved
+from .tg import GlassTransition, fit_glass_transition, mean_curve, tg_resolved
 from .voronoi import VoronoiResult, voronoi
 
 __all__ = ["quench", "QuenchResult", "EnsembleQuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature",
@@ -189,13 +189,18 @@ class EnsembleQuenchResult:
         ``finished``: only the replicas that reached the protocol's end (one still starting, without records
         yet, is skipped too)."""
         directory = Path(directory)
-        folders = sorted(directory.glob("replica_*"), key=lambda p: int(p.name.split("_")[1]))
+        folders = sorted(directory.glob("replica_*"), key=_replica_index)
         if not folders:
             raise FileNotFoundError(f"quench: no replica_* folders in {directory}")
         if finished:
             folders = [f for f in folders if (f / "quench.csv").exists()]
         replicas = [QuenchResult.load(folder) for folder in folders]
         return cls(directory, [r for r in replicas if r.finished] if finished else replicas)
+
+    @property
+    def indices(self) -> list:
+        """Each replica's k, from its folder ``replica_<k>`` (the seed offset it ran with)."""
+        return [_replica_index(r.directory) for r in self.replicas]
 
     @property
     def protocol(self) -> dict:
@@ -217,12 +222,13 @@ class EnsembleQuenchResult:
 
     def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
         """``QuenchResult.summary`` for the ensemble: Tg as mean ± standard error over the replicas (with
-        ``per_replica_K``), the glass's volume and energy as means over the replicas (with their standard
-        errors), and the RDF of all replicas' glass frames."""
-        def fit(quantity, method):
-            return self.glass_transition(quantity, method, liquid_range, glass_range)
+        ``per_replica_K``) and, from two replicas on, from their mean curve by window fits (``tg_volume_pooled``,
+        ``tg_enthalpy_pooled``: jackknife errors); the glass's volume and energy as means over the replicas (with
+        their standard errors), and the RDF of all replicas' glass frames."""
+        def fit(quantity, method, pooled=False):
+            return self.glass_transition(quantity, method, liquid_range, glass_range, pooled=pooled)
 
-        out = _summary(self.protocol, fit, self.replicas, rdf_r_max, rdf_bins)
+        out = _summary(self.protocol, fit, self.replicas, rdf_r_max, rdf_bins, pooled=len(self.replicas) > 1)
         out["replicas"] = len(self.replicas)
         return out
 
@@ -245,8 +251,8 @@ class EnsembleQuenchResult:
                 style = dict(color="0.6", alpha=0.5) if many else dict(alpha=0.7, label=r.directory.name.replace("_", " "))
                 ax.plot(w["T"], w[key], "o-", ms=2, lw=0.8, **style)
             if many and len({len(w["T"]) for w in windows}) == 1:
-                ax.plot(np.mean([w["T"] for w in windows], axis=0), np.mean([w[key] for w in windows], axis=0), "k-",
-                        lw=1.5, label=f"mean of {len(windows)} replicas")
+                ax.plot(*mean_curve([(w["T"], w[key]) for w in windows]), "k-", lw=1.5,
+                        label=f"mean of {len(windows)} replicas")
             try:
                 tg = self.glass_transition(quantity, method, liquid_range, glass_range)
                 ax.axvspan(tg.tg - tg.error, tg.tg + tg.error, color="k", alpha=0.12)
@@ -259,6 +265,11 @@ class EnsembleQuenchResult:
         axes[0].legend(fontsize=7, frameon=False)
         return _titled(axes, self.protocol, f"{len(self.replicas)} replicas,",
                        f"{self.protocol['n_atoms']} atoms each", path)
+
+
+def _replica_index(folder: Path) -> int:
+    """k of a replica folder ``replica_<k>``."""
+    return int(folder.name.split("_")[1])
 
 
 def _titled(axes, protocol: dict, before: str, after: str, path):
@@ -311,7 +322,10 @@ def summary_text(summary: dict) -> str:
     """The numbers of a quench summary as lines of text (Tg by each fit, the glass, its icosahedral order)."""
     lines = [f"{summary.get('replicas', 1)} replica(s), {summary['protocol']['n_atoms']} atoms each"]
     for key, label in (("tg_volume_hyperbola", "Tg from V, whole curve"), ("tg_enthalpy_hyperbola", "Tg from H, whole curve"),
-                       ("tg_volume", "Tg from V, windows"), ("tg_enthalpy", "Tg from H, windows")):
+                       ("tg_volume", "Tg from V, windows"), ("tg_enthalpy", "Tg from H, windows"),
+                       ("tg_volume_pooled", "Tg from mean V, windows"), ("tg_enthalpy_pooled", "Tg from mean H, windows")):
+        if key.endswith("_pooled") and key not in summary:
+            continue
         fit = summary.get(key, {})
         lines.append(f"{label}: " + (f"{fit['tg_K']:.0f} ± {fit['error_K']:.0f} K" + ("" if fit["resolved"] else
                      " (no kink resolved)") if "tg_K" in fit else "none"))
@@ -331,14 +345,17 @@ def _volume_and_enthalpy_agree(tg_v, tg_h):
     return bool(abs(tg_v.tg - tg_h.tg) <= 2.0 * np.hypot(tg_v.error, tg_h.error))
 
 
-def _summary(protocol: dict, fit, results: list, rdf_r_max: float, rdf_bins: int) -> dict:
-    """The plain-value summary of one run or an ensemble (``fit(quantity, method)`` gives its Tg)."""
+def _summary(protocol: dict, fit, results: list, rdf_r_max: float, rdf_bins: int, pooled: bool = False) -> dict:
+    """The plain-value summary of one run or an ensemble (``fit(quantity, method)`` gives its Tg; ``pooled``:
+    also ``fit(quantity, "windows", pooled=True)``, an ensemble's mean curve, as ``tg_<quantity>_pooled``)."""
     out, fits = {"protocol": protocol}, {}
+    variants = [("windows", "", {}), ("hyperbola", "_hyperbola", {})] + ([("windows", "_pooled", {"pooled": True})]
+                                                                         if pooled else [])
     for quantity in ("volume", "enthalpy"):
-        for method, suffix in (("windows", ""), ("hyperbola", "_hyperbola")):
+        for method, suffix, options in variants:
             key = f"tg_{quantity}{suffix}"
             try:
-                tg = fit(quantity, method)
+                tg = fit(quantity, method, **options)
             except ValueError as exc:
                 out[key] = {"error": str(exc)}
                 continue

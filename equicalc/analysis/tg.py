@@ -235,16 +235,29 @@ def pooled_glass_transition(curves: Sequence[Tuple[Sequence[float], Sequence[flo
     one to one, as the temperature windows of one quench protocol do. ``fit_options``: those of
     ``fit_glass_transition`` (ranges for ``method="windows"``).
     """
-    shapes = {np.shape(t) for t, _ in curves} | {np.shape(y) for _, y in curves}
-    if len(curves) < 2 or len(shapes) != 1:
-        raise ValueError(f"pooled_glass_transition: needs two or more curves of equal length, got {len(curves)} "
-                         f"of shapes {sorted(shapes)}")
-    t = np.array([np.asarray(c[0], dtype=float) for c in curves])
-    y = np.array([np.asarray(c[1], dtype=float) for c in curves])
+    if len(curves) < 2:
+        raise ValueError(f"pooled_glass_transition: needs two or more curves, got {len(curves)}")
+    t, y = _stacked(curves)
     options = {**fit_options, "quantity": quantity, "method": method, "n_bootstrap": 0}
-    full = fit_glass_transition(t.mean(axis=0), y.mean(axis=0), **options)
+    full = fit_glass_transition(*mean_curve(curves), **options)
     n = len(curves)
     left_out = np.array([fit_glass_transition(np.delete(t, k, 0).mean(axis=0), np.delete(y, k, 0).mean(axis=0),
                                               **options).tg for k in range(n)])
     error = float(np.sqrt((n - 1) / n * np.sum((left_out - left_out.mean()) ** 2)))
     return replace(full, error=error, replicas=n)
+
+
+def mean_curve(curves: Sequence[Tuple[Sequence[float], Sequence[float]]]) -> Tuple[np.ndarray, np.ndarray]:
+    """The replicas' ``(T, y)`` curves averaged point by point: ``(T, y)``, each the mean over the curves (their
+    points must match one to one, as the temperature windows of one quench protocol do)."""
+    t, y = _stacked(curves)
+    return t.mean(axis=0), y.mean(axis=0)
+
+
+def _stacked(curves) -> Tuple[np.ndarray, np.ndarray]:
+    """The curves' temperatures and values as two (curves, points) arrays; ValueError unless all have one shape."""
+    shapes = {np.shape(t) for t, _ in curves} | {np.shape(y) for _, y in curves}
+    if not curves or len(shapes) != 1:
+        raise ValueError(f"curves of equal length needed, got {len(curves)} of shapes {sorted(shapes)}")
+    return (np.array([np.asarray(c[0], dtype=float) for c in curves]),
+            np.array([np.asarray(c[1], dtype=float) for c in curves]))
