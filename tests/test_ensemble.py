@@ -150,6 +150,7 @@ def test_an_ensemble_grows_batch_by_batch_and_loads_from_its_records(tmp_path):
     quench([cu_au_alloy(0)], calc, replicas=1, first_replica=0, directory=grown / "replica_0", **QUENCH)
     later = quench([cu_au_alloy(1)], calc, replicas=1, first_replica=1, directory=grown, **QUENCH)
     assert later.directory == grown / "replica_1" and later.protocol == together.replicas[1].protocol
+    assert EnsembleQuenchResult.load(grown).indices == [0, 1]
     np.testing.assert_allclose(later.data["volume_per_atom"], together.replicas[1].data["volume_per_atom"], rtol=1e-8)
     for state in (tmp_path / "together").glob("replica_*/state*.json"):
         state.unlink()
