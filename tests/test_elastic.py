@@ -8,10 +8,10 @@ from ase.units import GPa
 from equicalc.analysis.elastic import cubic_elastic_constants
 
 
-def _energy(atoms, strain):
+def _energy(atoms, strain, calc=None):
     strained = atoms.copy()
     strained.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
-    strained.calc = EMT()
+    strained.calc = calc or EMT()
     return strained.get_potential_energy()
 
 
@@ -30,6 +30,21 @@ def test_stress_derivatives_match_the_energy_curvature():
     iso = np.eye(3) * h
     curvature = (_energy(atoms, iso) - 2 * _energy(atoms, 0 * iso) + _energy(atoms, -iso)) / h**2
     assert c["B"] == pytest.approx(curvature / (9 * volume) / GPa, rel=5e-3)
+
+
+def test_the_reference_eam_has_b2_cuzr_unstable_under_uniaxial_strain():
+    """The Mendelev EAM's B2 CuZr at its zero-stress lattice constant has C11 < 0 (and C11 < C12), whatever the
+    strain amplitude, and the energy's curvature says the same: the shipped model's 10 % target on C11 is a
+    tolerance of about 2.5 GPa on a small difference of large terms."""
+    from equicalc.reference import eam_calculator
+
+    eam = eam_calculator("matscipy")
+    atoms = bulk("CuZr", "cesiumchloride", a=3.236928)  # the EAM's B2 lattice constant (compare.py --only b2)
+    c11 = [cubic_elastic_constants(atoms, eam, strain)["C11"] for strain in (0.001, 0.0025, 0.005)]
+    assert np.ptp(c11) < 2.0 and -28 < min(c11) and max(c11) < -23, c11
+    h, uni = 0.002, np.diag([0.002, 0.0, 0.0])
+    curvature = (_energy(atoms, uni, eam) - 2 * _energy(atoms, 0 * uni, eam) + _energy(atoms, -uni, eam)) / h**2
+    assert curvature / atoms.get_volume() / GPa == pytest.approx(c11[0], abs=1.0)
 
 
 def test_bad_input_is_refused():
