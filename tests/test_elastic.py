@@ -33,7 +33,7 @@ def test_stress_derivatives_match_the_energy_curvature():
 
 
 def test_the_reference_eam_has_b2_cuzr_unstable_under_uniaxial_strain():
-    """The Mendelev EAM's B2 CuZr at its zero-stress lattice constant has C11 < 0 (and C11 < C12), whatever the
+    """The Mendelev EAM's B2 CuZr at its zero-stress lattice constant has C11 < 0, whatever the
     strain amplitude, and the energy's curvature says the same: the shipped model's 10 % target on C11 is a
     tolerance of about 2.5 GPa on a small difference of large terms."""
     from equicalc.reference import eam_calculator
