@@ -126,6 +126,19 @@ def test_stated_tg_comes_from_the_saved_quench_records():
             assert first[key]["tg_K"] == pytest.approx(results["quench"][side][key]["tg_K"], rel=1e-9), (side, key)
 
 
+@pytest.mark.parametrize("marker, table", [("side-by-side", "markdown"), ("architectures", "markdown_architectures")])
+def test_readme_tables_are_the_saved_results(marker, table):
+    """data/cuzr/README.md's side-by-side and architecture tables are what ``compare.py --markdown`` prints
+    from validation/results.json, so that a rerun that changes the results cannot leave the README behind."""
+    import json
+
+    compare = cuzr_script("compare")
+    results = json.loads((CUZR / "validation" / "results.json").read_text())
+    stated = re.search(rf"<!-- {marker} -->\n(.*?)\n<!-- end {marker} -->", (CUZR / "README.md").read_text(), re.S)
+    assert stated, marker
+    assert stated.group(1).strip() == getattr(compare, table)(results).strip()
+
+
 @pytest.mark.slow
 def test_stated_b2_side_by_side_is_measured_again():
     """The README's B2 rows (``compare.py --only b2``, saved in validation/results.json) come out of a fresh

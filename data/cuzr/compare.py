@@ -391,9 +391,9 @@ def main(argv=None) -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="cooling rate of the quench, K/ps (default 100)")
     parser.add_argument("--replicas", type=int, default=4, help="replicas of the quench per calculator (default 4)")
     parser.add_argument("--tg-replicas", type=int, default=16,
-                        help="replicas of the quench for the tg step, per calculator (default 16)")
+                        help="the tg step's ensemble per calculator: replicas 0 to N - 1 (default 16)")
     parser.add_argument("--tg-start", type=int, default=0,
-                        help="the tg step runs replicas from this one on (default 0; the others count when done)")
+                        help="the tg step runs the missing replicas from this one to N - 1 (default 0; the others count when done)")
     parser.add_argument("--batch", type=int, default=4, help="replicas run together in the tg step (default 4)")
     parser.add_argument("--overwrite", action="store_true", help="start the quenches afresh (else they resume)")
     parser.add_argument("--seed", type=int, default=0)
