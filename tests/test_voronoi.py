@@ -59,6 +59,25 @@ def test_indices_follow_the_atoms_under_rotation_and_permutation():
     np.testing.assert_array_equal(voronoi_indices(moved), ref[order])
 
 
+def test_a_small_cell_is_tessellated_without_images_and_gives_its_supercells_indices(monkeypatch):
+    """A cell of under 200 atoms (108, as ``equicalc quench`` runs) but at least ``MIN_WIDTH`` wide goes to
+    voro++ without pyscal3's 2×2×2 images; every atom gets the index of its copies in the 2×2×2 supercell,
+    which pyscal3 tessellates its usual way."""
+    import pyscal3
+
+    from equicalc.analysis.voronoi import MIN_WIDTH
+
+    atoms = random_cuzr(n_rep=3, a=3.8, rattle=0.3, seed=2)  # triclinic, disordered
+    widths = atoms.cell.volume / np.linalg.norm(np.cross(atoms.cell[[1, 2, 0]], atoms.cell[[2, 0, 1]]), axis=1)
+    assert len(atoms) < 200 and widths.min() >= MIN_WIDTH
+    supercell = voronoi_indices(atoms.repeat(2)).reshape(8, len(atoms), 4)
+    with monkeypatch.context() as patch:
+        patch.setattr(pyscal3, "find_neighbors", lambda *a, **k: pytest.fail("the small cell was padded"))
+        small = voronoi_indices(atoms)
+    assert len(single(small)) > 5  # a disordered cell: many kinds of polyhedra
+    np.testing.assert_array_equal(supercell, np.broadcast_to(small, supercell.shape))
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(NO_OVITO, reason="OVITO is not installed")
 def test_pyscal3_and_ovito_agree_atom_by_atom_on_a_glass():
