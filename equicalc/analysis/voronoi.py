@@ -86,19 +86,22 @@ def _tessellate(atoms) -> None:
     from pyscal3 import find_neighbors
 
     widths = atoms.cell.volume / np.linalg.norm(np.cross(atoms.cell[[1, 2, 0]], atoms.cell[[2, 0, 1]]), axis=1)
-    try:
+    try:  # pyscal3's internals (4.1); a pyscal3 laid out otherwise takes the public path
         from pyscal3 import _bridge, csystem
         from pyscal3.neighbors import _reset_neighbors
-    except ImportError:  # a pyscal3 laid out otherwise: its public path
-        _bridge = None
-    if _bridge is None or len(atoms) >= 200 or widths.min() < MIN_WIDTH:
+        to_dict, box, to_atoms, bonds = (_bridge.atoms_to_dict, _bridge.get_box_params, _bridge.dict_to_atoms,
+                                         _bridge.store_bond_arrays)
+        tessellate = csystem.get_all_neighbors_voronoi
+    except (ImportError, AttributeError):
+        tessellate = None
+    if tessellate is None or len(atoms) >= 200 or widths.min() < MIN_WIDTH:
         find_neighbors(atoms, method="voronoi")
         return
-    d = _bridge.atoms_to_dict(atoms)
+    d = to_dict(atoms)
     _reset_neighbors(d)
-    csystem.get_all_neighbors_voronoi(d, 0.0, *_bridge.get_box_params(atoms), 1)
-    _bridge.dict_to_atoms(d, atoms, nreal=len(atoms))
-    _bridge.store_bond_arrays(atoms)
+    tessellate(d, 0.0, *box(atoms), 1)
+    to_atoms(d, atoms, nreal=len(atoms))
+    bonds(atoms)
 
 
 def _per_atom(atoms, key: str) -> list:
