@@ -14,10 +14,15 @@ ROOT = CUZR.parent.parent
 README_MARKERS = {"cuzr": "test-errors", "cuzr-allegro": "allegro-test-errors"}
 
 
+def readme_block(marker: str, readme: Path = CUZR / "README.md") -> str:
+    """The text of a README between its ``<!-- marker -->`` and ``<!-- end marker -->`` comments."""
+    text = readme.read_text()
+    return text[text.index(f"<!-- {marker} -->") + len(f"<!-- {marker} -->"):text.index(f"<!-- end {marker} -->")]
+
+
 def stated_errors(marker: str, readme: Path = CUZR / "README.md"):
     """A test-split table of a README between ``<!-- marker -->`` comments: {quantity: (MAE, RMSE)}."""
-    text = readme.read_text()
-    block = text[text.index(f"<!-- {marker} -->"):text.index(f"<!-- end {marker} -->")]
+    block = readme_block(marker, readme)
     out = {}
     for key, label in (("energy", "energy"), ("forces", "forces"), ("stress", "stress")):
         m = re.search(rf"^\| {label} \([^)]*\) \| ([0-9.]+) \| ([0-9.]+) \|", block, re.M)
@@ -134,9 +139,7 @@ def test_readme_tables_are_the_saved_results(marker, table):
 
     compare = cuzr_script("compare")
     results = json.loads((CUZR / "validation" / "results.json").read_text())
-    stated = re.search(rf"<!-- {marker} -->\n(.*?)\n<!-- end {marker} -->", (CUZR / "README.md").read_text(), re.S)
-    assert stated, marker
-    assert stated.group(1).strip() == getattr(compare, table)(results).strip()
+    assert readme_block(marker).strip() == getattr(compare, table)(results).strip()
 
 
 @pytest.mark.slow

@@ -65,11 +65,10 @@ def test_a_small_cell_is_tessellated_without_images_and_gives_its_supercells_ind
     which pyscal3 tessellates its usual way."""
     import pyscal3
 
-    from equicalc.analysis.voronoi import MIN_WIDTH
+    from equicalc.analysis.voronoi import MIN_WIDTH, perpendicular_widths
 
     atoms = random_cuzr(n_rep=3, a=3.8, rattle=0.3, seed=2)  # triclinic, disordered
-    widths = atoms.cell.volume / np.linalg.norm(np.cross(atoms.cell[[1, 2, 0]], atoms.cell[[2, 0, 1]]), axis=1)
-    assert len(atoms) < 200 and widths.min() >= MIN_WIDTH
+    assert len(atoms) < 200 and perpendicular_widths(atoms.cell).min() >= MIN_WIDTH
     supercell = voronoi_indices(atoms.repeat(2)).reshape(8, len(atoms), 4)
     with monkeypatch.context() as patch:
         patch.setattr(pyscal3, "find_neighbors", lambda *a, **k: pytest.fail("the small cell was padded"))

@@ -85,7 +85,6 @@ def _tessellate(atoms) -> None:
     """
     from pyscal3 import find_neighbors
 
-    widths = atoms.cell.volume / np.linalg.norm(np.cross(atoms.cell[[1, 2, 0]], atoms.cell[[2, 0, 1]]), axis=1)
     try:  # pyscal3's internals (4.1); a pyscal3 laid out otherwise takes the public path
         from pyscal3 import _bridge, csystem
         from pyscal3.neighbors import _reset_neighbors
@@ -94,7 +93,7 @@ def _tessellate(atoms) -> None:
         tessellate = csystem.get_all_neighbors_voronoi
     except (ImportError, AttributeError):
         tessellate = None
-    if tessellate is None or len(atoms) >= 200 or widths.min() < MIN_WIDTH:
+    if tessellate is None or len(atoms) >= 200 or perpendicular_widths(atoms.cell).min() < MIN_WIDTH:
         find_neighbors(atoms, method="voronoi")
         return
     d = to_dict(atoms)
@@ -102,6 +101,11 @@ def _tessellate(atoms) -> None:
     tessellate(d, 0.0, *box(atoms), 1)
     to_atoms(d, atoms, nreal=len(atoms))
     bonds(atoms)
+
+
+def perpendicular_widths(cell) -> np.ndarray:
+    """The distances (Å) between opposite faces of ``cell``: one over the lengths of its reciprocal vectors."""
+    return 1.0 / np.linalg.norm(cell.reciprocal(), axis=1)
 
 
 def _per_atom(atoms, key: str) -> list:
