@@ -220,6 +220,41 @@ def test_fused_kernels_equal_the_pytorch_path():
     np.testing.assert_allclose(a["stress"], b["stress"], atol=1e-12)
 
 
+@pytest.mark.slow
+def test_two_processes_give_the_same_bits(tmp_path):
+    """Forces, stress and a training step's gradients agree to the last bit between two processes, the first
+    running every CPU kernel for the first time: with numba's on-disk cache (``cache=True``) the second would load
+    kernels that numba optimised otherwise, and the first run after an install and every later one differed."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import hashlib
+from conftest import random_cuzr, small_model
+from equicalc import EquiCalc
+from equicalc.graph import AtomicGraph
+from equicalc.nn.forces import compute_properties
+digest = hashlib.md5()
+calc = EquiCalc(small_model(seed=3), fused_kernels=True)  # fused convolutions and the radial table
+for seed in range(2):
+    r = calc.calculate_batch([random_cuzr(seed=seed)])[0]
+    digest.update(r["forces"].tobytes() + r["stress"].tobytes())
+model = small_model(seed=3)  # a training step's loss gradient
+graph = AtomicGraph.from_atoms(random_cuzr(seed=5)).build_neighbors(4.0)
+out = compute_properties(model, graph, forces=True, stress=True, training=True)
+(out["forces"].square().sum() + out["stress"].square().sum()).backward()
+for p in model.parameters():
+    if p.grad is not None:
+        digest.update(p.grad.numpy().tobytes())
+print(digest.hexdigest())
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, cwd=os.path.dirname(__file__), capture_output=True,
+                           text=True, check=True).stdout.split()[-1] for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
 def test_cpu_kernels_use_as_many_threads_as_torch():
     """With ``OMP_NUM_THREADS=1`` torch and the numba kernels both run on one thread, before and after the first
     kernel has started numba's pool (which shares torch's OpenMP runtime and would set it to every core); a later

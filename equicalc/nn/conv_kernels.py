@@ -36,12 +36,14 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .kernel_options import KERNEL_OPTIONS
+
 __all__ = ["ConvolutionPlan", "EdgeOrder", "Partials", "convolve"]
 
 SLOTS = ("x", "y", "w", "g")
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(**KERNEL_OPTIONS)
 def _node_slot(src, y, w, wid, other, listed, ptr, p_ch, p_woff, e_ptr, e_yoff, e_c, e_src, e_dst, out):
     """Row ``i`` of ``out``: over the edges listed for node ``i``, the sum of ``c y w src[other]``. The ``g`` slot
     (the convolution): centres from their neighbours' ``x``; the ``x`` slot: neighbours from their centres' ``g``."""
@@ -62,7 +64,7 @@ def _node_slot(src, y, w, wid, other, listed, ptr, p_ch, p_woff, e_ptr, e_yoff, 
                         o[u] += coef * wv[u] * sv[u]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(**KERNEL_OPTIONS)
 def _slots_yw(xt, y, w, g, centre, nbr, by_row, row_of, p_ch, p_woff, e_ptr, e_yoff, e_c, e_xoff, e_ooff, out_y, out_w,
               need_y, need_w):
     for r in prange(row_of.shape[0] - 1):  # weight rows; each edge is in one row, so the edge rows are not shared
@@ -96,7 +98,7 @@ def _slots_yw(xt, y, w, g, centre, nbr, by_row, row_of, p_ch, p_woff, e_ptr, e_y
                         oy[e_yoff[k]] += e_c[k] * acc
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(**KERNEL_OPTIONS)
 def _node_slot_sum(src, src2, fs, y, y2, fy, w, w2, fw, wid, other, listed, ptr, p_ch, p_woff, e_ptr, e_yoff, e_c,
                    e_src, e_dst, out):
     """``_node_slot`` summed over substitutions: ``c w y src2 fs + c w y2 src fy + c w2 y src fw`` (a factor 0
@@ -121,7 +123,7 @@ def _node_slot_sum(src, src2, fs, y, y2, fy, w, w2, fw, wid, other, listed, ptr,
                         o[u] += wv[u] * (a * sv2[u] + d * sv[u]) + b * wv2[u] * sv[u]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(**KERNEL_OPTIONS)
 def _slots_yw_sum(xt, x2, fx, y, y2, fy, w, w2, fw, g, g2, fg, centre, nbr, by_row, row_of, p_ch, p_woff, e_ptr,
                   e_yoff, e_c, e_xoff, e_ooff, out_y, out_w, need_y, need_w):
     """``_slots_yw`` summed over substitutions (as ``_node_slot_sum``): the ``w`` slot takes those of ``x``, ``y``

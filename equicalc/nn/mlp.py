@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .kernel_options import KERNEL_OPTIONS
+
 __all__ = ["folded_mlp"]
 
 
@@ -37,7 +39,7 @@ def folded_mlp(net, x: torch.Tensor) -> torch.Tensor:
     return x if scale == 1.0 else x * scale
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(**KERNEL_OPTIONS)
 def _silu_curvature(x, s, g, v, out):
     for i in prange(x.shape[0]):  # v g silu''(x), silu'' = s (1 - s) (2 + x (1 - 2 s)), s = sigmoid(x)
         out[i] = v[i] * g[i] * s[i] * (1.0 - s[i]) * (2.0 + x[i] * (1.0 - 2.0 * s[i]))

@@ -40,6 +40,8 @@ import torch
 from numba import njit, prange
 from torch import nn
 
+from .kernel_options import KERNEL_OPTIONS
+
 __all__ = ["RadialTable", "hermite_basis"]
 
 
@@ -54,7 +56,7 @@ def hermite_basis(t):
             10 * t3 - 15 * t4 + 6 * t5, -4 * t3 + 7 * t4 - 3 * t5, 0.5 * (t3 - 2 * t4 + t5))
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(**KERNEL_OPTIONS)
 def _interpolate(r, order, table, inv_h, out):
     last = table.shape[0] - 1
     for q in prange(r.shape[0]):
@@ -82,7 +84,7 @@ def _interpolate(r, order, table, inv_h, out):
             o[c] = b0 * a0[c] + b1 * a1[c] + b2 * a2[c] + b3 * c0[c] + b4 * c1[c] + b5 * c2[c]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(**KERNEL_OPTIONS)
 def _interpolate_backward(r, order, table, inv_h, grad, grad_r):
     last = table.shape[0] - 1
     for q in prange(r.shape[0]):
