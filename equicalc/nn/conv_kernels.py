@@ -243,7 +243,7 @@ class EdgeOrder:
                          *_listing(wid, n_rows))
 
 
-@njit(cache=True)
+@njit(cache=True)  # integers only: its cached code cannot round otherwise (see kernel_options)
 def _listing(index, n):
     """The edges listed by ``index`` (a stable counting sort) and where each value's run starts (n + 1)."""
     ptr = np.zeros(n + 1, dtype=np.int64)
