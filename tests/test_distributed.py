@@ -16,7 +16,7 @@ import yaml
 
 from equicalc.train import load_config, train
 from equicalc.train.checkpoint import load_checkpoint
-from conftest import write_emt_data
+from conftest import write_emt_data, write_pinned_frames
 
 pytestmark = pytest.mark.slow
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -28,13 +28,14 @@ def data(tmp_path_factory):
     from equicalc.preprocessed import preprocess
 
     preprocess(folder / "train.extxyz", folder / "train.h5", r_max=4.0, show_progress=False)
+    write_pinned_frames(folder / "pinned.extxyz")
     return folder
 
 
-def write_config(folder, name, train_file="train.extxyz", **training):
+def write_config(folder, name, train_file="train.extxyz", pinned=False, **training):
     raw = {
         "run_dir": str(folder / name),
-        "data": {"train": train_file, "val": "val.extxyz"},
+        "data": {"train": train_file, "val": "val.extxyz", **({"pinned": "pinned.extxyz"} if pinned else {})},
         "model": {"r_max": 4.0, "l_max": 1, "num_layers": 2, "num_features": 8, "num_basis": 6,
                   "radial_hidden": 16, "dtype": "float64"},
         "loss": {"energy_weight": 10.0, "forces_weight": 1.0, "stress_weight": 10.0},
@@ -84,11 +85,13 @@ def assert_same_run(a, b, tol=1e-9):
             assert float(x[key]) == pytest.approx(float(y[key]), rel=tol), key
 
 
-@pytest.mark.parametrize("per_process", [3, 19])  # 19: one process has no share of the last step
+# 19: one process has no share of the last step, and both evaluate the pinned frames at every step
+@pytest.mark.parametrize("per_process", [3, 19])
 def test_two_processes_take_the_steps_of_one_with_twice_the_batch(data, per_process):
-    one = write_config(data, f"one_{per_process}", batch_size=2 * per_process)
+    pinned = per_process == 19
+    one = write_config(data, f"one_{per_process}", batch_size=2 * per_process, pinned=pinned)
     train(load_config(one), show_progress=False, echo=False)
-    two = write_config(data, f"two_{per_process}", batch_size=per_process)
+    two = write_config(data, f"two_{per_process}", batch_size=per_process, pinned=pinned)
     done = torchrun(two)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_run(data / f"one_{per_process}", data / f"two_{per_process}")

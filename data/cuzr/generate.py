@@ -36,10 +36,17 @@ What is sampled (64–250 atoms per frame except in ``sparse``; MD frames ≥ 0.
   uniaxial strains and shears (γ_yz) of ±0.5 and ±1 %, and one atom displaced by 0.01–0.04 Å; single points,
   labelled ``lattice``.
 
+Apart from the splits, ``--pinned`` writes ``b2_pinned.extxyz``: the frames that a training run with
+``data.pinned`` evaluates at every step (``equicalc.train.pinned``). B2 CuZr (2 atoms) at the EAM's lattice
+constant, and in pairs fitted by their differences: ±0.5 % uniaxial strain (C11, C12) and ±0.5 % shear
+(C44), and in a 2×2×2 supercell (16 atoms: exact force constants at Γ, X, M and R) a Cu and a Zr atom
+moved by ±0.02 Å along x.
+
 Usage (``pip install -e ".[reference]"`` first)::
 
     python data/cuzr/generate.py                 # writes train/val/test .extxyz.gz here
     python data/cuzr/generate.py --quick --out cuzr_quick   # a few frames of each kind
+    python data/cuzr/generate.py --pinned        # writes b2_pinned.extxyz here (seconds)
 
 Every random choice derives from ``--seed``; the same seed gives the same files.
 """
@@ -406,6 +413,38 @@ def b2_near_equilibrium(rng, quick: bool) -> list:
     return frames
 
 
+def b2_pinned(strain: float = 0.005, displacement: float = 0.02) -> list:
+    """B2 CuZr's curvature at the EAM's minimum as pinned frames: the relaxed 2-atom cell, then pairs (info
+    ``pair``) under ±``strain`` (uniaxial xx, engineering shear yz) and, in a 2×2×2 supercell, with a Cu or
+    a Zr atom moved by ±``displacement`` Å along x."""
+    run = EAMRun(systems.b2_cuzr(3.24), 0)
+    run.relax(box="iso")
+    relaxed = run.atoms()
+    run.close()
+    info = {"config_type": "pinned", "temperature": 0.0, "phase": "B2 CuZr"}
+    jobs = [(relaxed, {})]
+    for name, (i, j) in (("uniaxial", (0, 0)), ("shear", (1, 2))):
+        for sign in (-1, 1):
+            eps = np.zeros((3, 3))
+            eps[i, j] = eps[j, i] = sign * strain / (1 if i == j else 2)
+            cell = relaxed.copy()
+            cell.set_cell(relaxed.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+            jobs.append((cell, {"pair": name, "strain": eps[np.triu_indices(3)]}))
+    supercell = relaxed.repeat((2, 2, 2))
+    for symbol in ("Cu", "Zr"):
+        atom = supercell.get_chemical_symbols().index(symbol)
+        for sign in (-1, 1):
+            moved = supercell.copy()
+            moved.positions[atom, 0] += sign * displacement
+            jobs.append((moved, {"pair": f"{symbol} displaced", "displacement": sign * displacement}))
+    frames = []
+    for structure, extra in jobs:
+        run = EAMRun(structure, 0)
+        frames.append(run.frame(**info, **extra))
+        run.close()
+    return frames
+
+
 STAGES = {"liquids": liquids, "quenches": quenches, "crystals": crystals, "strained": strained,
           "surfaces": surfaces, "sparse": sparse, "wide": wide, "close": close, "lattice": lattice,
           "b2": b2_near_equilibrium}
@@ -483,10 +522,17 @@ def main(argv=None) -> None:
     parser.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES),
                         help="make only these stages (kept in <out>/.cache; run several at once on several cores)")
     parser.add_argument("--cache", type=Path, help="folder of finished stages (default <out>/.cache)")
+    parser.add_argument("--pinned", action="store_true", help="write b2_pinned.extxyz (the pinned frames) to --out")
     parser.add_argument("--extend", nargs="+", choices=list(STAGES)[len(FIRST_STAGES):], metavar="STAGE",
                         help="append these later stages to the splits already in --out")
     args = parser.parse_args(argv)
     cache = args.cache or args.out / ".cache"
+    if args.pinned:
+        frames = b2_pinned()
+        write(args.out / "b2_pinned.extxyz", frames, format="extxyz")
+        print(f"wrote {args.out / 'b2_pinned.extxyz'} ({len(frames)} frames; B2 CuZr at a = "
+              f"{frames[0].cell[0, 0]:.5f} Å)")
+        return
     if args.extend:
         return extend(args.out, args.extend, args.seed, args.quick, cache, args.fractions)
     t0 = time.time()

@@ -44,6 +44,9 @@ class DataConfig:
     forces_key: str = option("forces", "key of the forces (eV/Å) in arrays or calculator results")
     stress_key: Optional[str] = option("stress", "key of the stress (eV/Å³, ASE sign, Voigt-6 or 3x3); null to ignore")
     species: Optional[list] = option(None, "chemical symbols of the model; default: those in the training data")
+    pinned: Optional[str] = option(None, "pinned frames: a few small labelled cells evaluated at every step besides "
+                                   "the batch (two frames with the same info `pair` are fitted by their difference; "
+                                   "equicalc.train.pinned), relative to the config file")
 
 
 @dataclass
@@ -84,6 +87,8 @@ class LossConfig:
     config_type_weights: Dict[str, float] = option({}, "factor on every term of the frames of each extxyz "
                                                    "`config_type` named here, e.g. {lattice: 10}; others 1 "
                                                    "(training and validation loss; not the error metrics)", minimum=0)
+    pinned_weight: float = option(1.0, "factor on the three weights for the errors of `data.pinned`'s frames, "
+                                  "each term their mean squared error", minimum=0)
 
 
 @dataclass
@@ -137,7 +142,8 @@ class Config:
         base = os.path.abspath(d.pop("base_dir"))
         options = d["model"].pop("options")
         d["model"].update(options)
-        for section, key in (("data", "train"), ("data", "val"), ("data", "test"), ("model", "init_from")):
+        for section, key in (("data", "train"), ("data", "val"), ("data", "test"), ("data", "pinned"),
+                             ("model", "init_from")):
             path = d[section][key]
             if path is not None and os.path.abspath(path).startswith(base + os.sep):
                 d[section][key] = os.path.relpath(os.path.abspath(path), base)
@@ -186,7 +192,7 @@ def config_from_dict(raw: dict, base_dir: Union[str, os.PathLike] = ".") -> Conf
             data_vals["species"] = normalize_species(data_vals["species"])
         except ValueError as exc:
             raise ValueError(f"config: 'data.species': {exc}") from None
-    for key in ("train", "val", "test"):
+    for key in ("train", "val", "test", "pinned"):
         if data_vals.get(key) is not None:
             p = Path(data_vals[key]).expanduser()
             data_vals[key] = str(p if p.is_absolute() else Path(base_dir) / p)

@@ -35,8 +35,9 @@ from ..nn.forces import compute_properties
 from ..nn.threads import match_threads
 from ..preprocessed import PreprocessedDataset, is_preprocessed
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config
+from .config import Config, DataConfig
 from .distributed import Ranks, join, leave, shard
+from .pinned import PinnedFrames, joined
 
 __all__ = ["train", "setup", "train_one_epoch", "take_step", "step_batches", "step_on", "validate", "end_epoch", "loss_terms",
            "batch_counts", "TrainingRun"]
@@ -164,12 +165,13 @@ def _gathered(arrays: Dict[str, np.ndarray], ranks: Ranks) -> Dict[str, np.ndarr
 
 
 def validate(model, dataset, cfg: Config, device, ranks: Ranks = Ranks(),
-             frame_weights: Optional[np.ndarray] = None) -> Dict[str, float]:
+             frame_weights: Optional[np.ndarray] = None, pinned: Optional[PinnedFrames] = None) -> Dict[str, float]:
     """Error metrics and the loss (same form as the training loss) of ``model`` on a whole split.
 
     ``frame_weights`` (one per structure of ``dataset``, ``loss.config_type_weights``) weigh the loss as in
-    training; the error metrics are unweighted. Under DDP each rank evaluates a contiguous part of the split
-    and every rank gets the metrics of all of it.
+    training; the error metrics are unweighted. The ``pinned`` frames' term (``pinned_loss``) is added to the
+    loss, as in every training step. Under DDP each rank evaluates a contiguous part of the split and every
+    rank gets the metrics of all of it.
     """
     factors = np.ones(len(dataset)) if frame_weights is None else np.asarray(frame_weights, dtype=float)
     if ranks.distributed:
@@ -193,7 +195,17 @@ def validate(model, dataset, cfg: Config, device, ranks: Ranks = Ranks(),
 
     m["loss"] = sum(k * term(err, weight) for k, (err, weight) in
                     zip((lc.energy_weight, lc.forces_weight, lc.stress_weight), terms))
+    if pinned is not None:
+        m["pinned_loss"] = float(pinned.loss(_pinned_outputs(model, pinned), lc))
+        m["loss"] += m["pinned_loss"]
     return m
+
+
+def _pinned_outputs(model, pinned: PinnedFrames) -> Dict[str, torch.Tensor]:
+    """``model``'s energy, forces and stress on the pinned frames (no graph kept for training)."""
+    out = compute_properties(model, pinned.batch.graph, forces=True, stress=True)
+    out["stress"] = stress_from_virial(out["virial"], pinned.batch)
+    return {k: v.detach() for k, v in out.items()}
 
 
 class _Log:
@@ -232,6 +244,7 @@ class TrainingRun:
     state: dict = field(default_factory=lambda: {"epoch": 0, "step": 0, "best_val_loss": math.inf, "best_epoch": 0,
                                                   "bad_epochs": 0})
     frame_weights: Dict[str, np.ndarray] = field(default_factory=dict)  # per split: loss factor of each structure
+    pinned: Optional[PinnedFrames] = None  # frames of every step (data.pinned)
 
     @property
     def eval_model(self):
@@ -282,7 +295,8 @@ def _train(cfg, restart, show_progress, stop_after_epochs, echo, overwrite, t_st
             break
         t_epoch = time.time()
         record = train_one_epoch(run, show_progress and ranks.main)
-        val_m = validate(run.eval_model, run.data["val"], cfg, run.device, ranks, run.frame_weights.get("val"))
+        val_m = validate(run.eval_model, run.data["val"], cfg, run.device, ranks, run.frame_weights.get("val"),
+                         run.pinned)
         if not math.isfinite(val_m["loss"]):
             raise RuntimeError(f"training stopped: the validation loss of epoch {record['epoch']} is "
                                f"{val_m['loss']}; {_kept(run)}")
@@ -363,6 +377,7 @@ def setup(cfg: Config, restart: bool, echo: bool = True, overwrite: bool = False
     run = TrainingRun(cfg, device, run_dir, log, data, stats, model, ema_model, _optimizer(model, tc),
                       _Schedule(tc, steps), ranks, network)
     run.frame_weights = _frame_weights(cfg, data, log)
+    run.pinned = _pinned(cfg, r_max, model.species, device, log)
     run.state["data_sha256"] = data_fingerprint(cfg)
     run.state["effective_batch_size"] = tc.batch_size * ranks.world
     if ckpt is not None:
@@ -432,6 +447,8 @@ def _flat(d: dict, prefix: str = "") -> dict:
 def _check_same_run(cfg: Config, ckpt: dict, path: Path) -> None:
     """``ValueError`` naming what differs when ``cfg`` (or its data files) is not what started the checkpoint's run."""
     then, now = _flat(ckpt.get("config") or {}), _flat(cfg.to_dict())
+    default = _flat(Config(data=DataConfig(train="")).to_dict())  # of keys newer than the checkpoint
+    then = {**{k: default.get(k) for k in now if k not in then}, **then}
     differ = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k) and k not in RESUMABLE_CHANGES)
     if differ:
         changes = "; ".join(f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in differ)
@@ -447,12 +464,12 @@ def _check_same_run(cfg: Config, ckpt: dict, path: Path) -> None:
 
 
 def data_fingerprint(cfg: Config) -> dict:
-    """SHA-256 of each data file of the config (``train``, ``val``, ``test``); of a preprocessed file, the
+    """SHA-256 of each data file of the config (``train``, ``val``, ``test``, ``pinned``); of a preprocessed file, the
     digest of its contents that it stores (so that a large file is not read through)."""
     import hashlib
 
     out = {}
-    for split in ("train", "val", "test"):
+    for split in ("train", "val", "test", "pinned"):
         path = getattr(cfg.data, split)
         if path is not None and Path(path).is_file():
             if is_preprocessed(path):
@@ -517,6 +534,20 @@ def _frame_weights(cfg: Config, data: dict, log: Callable) -> Dict[str, np.ndarr
     log("loss factors by config_type: " + ", ".join(
         f"{name} ×{w:g} ({np.count_nonzero(types['train'] == name)} training frames)" for name, w in weights.items()))
     return out
+
+
+def _pinned(cfg: Config, r_max: float, species, device, log: Callable) -> Optional[PinnedFrames]:
+    """The frames of ``data.pinned`` on ``device`` (None without), checked against the model's species."""
+    if cfg.data.pinned is None:
+        return None
+    dc = cfg.data
+    pinned = PinnedFrames.read(dc.pinned, r_max, energy_key=dc.energy_key, forces_key=dc.forces_key,
+                               stress_key=dc.stress_key)
+    check_species(pinned.frames, species, "data.pinned")
+    pinned.batch = pinned.batch.to(device)
+    log(f"pinned frames: {len(pinned)} ({len(pinned.pairs)} pairs fitted by their differences), "
+        f"at every step with the loss weights ×{cfg.loss.pinned_weight:g}")
+    return pinned
 
 
 def _preprocessed(path: str, cfg: Config, r_max: float, what: str) -> PreprocessedDataset:
@@ -634,14 +665,19 @@ def take_step(run: TrainingRun, batch: Batch, counts: Optional[Dict[str, int]] =
     lr = run.schedule.lr(run.state["step"])
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    want_stress = run.cfg.loss.stress_weight > 0 and bool(batch.has_stress.any())
-    out = compute_properties(run.network or run.model, batch.graph, forces=True, stress=want_stress, training=True)
+    want_stress = run.cfg.loss.stress_weight > 0 and (bool(batch.has_stress.any()) or run.pinned is not None)
+    whole = batch if run.pinned is None else joined(batch, run.pinned.batch)  # one forward pass for both
+    out = compute_properties(run.network or run.model, whole.graph, forces=True, stress=want_stress, training=True)
     if want_stress:
-        out["stress"] = stress_from_virial(out["virial"], batch)
+        out["stress"] = stress_from_virial(out["virial"], whole)
+    out, pinned_out = _split_outputs(out, batch)
     # DDP averages the ranks' gradients: each rank's part of the mean is scaled by the number of ranks
     factors = run.frame_weights.get("train")
     factors = None if factors is None else torch.as_tensor(factors[batch.index.numpy()])
     parts = loss_terms(out, batch, run.cfg.loss, counts, scale=weight * ranks.world, frame_weights=factors)
+    if run.pinned is not None:  # every rank evaluates all of them: the ranks' average is the term itself
+        parts["pinned"] = run.pinned.loss(pinned_out, run.cfg.loss)
+        parts["total"] = parts["total"] + parts["pinned"]
     loss = ranks.total(parts["total"]) / ranks.world
     if not bool(torch.isfinite(loss)):
         raise RuntimeError(f"training stopped: the loss became {loss.item()} at step {run.state['step'] + 1} "
@@ -656,6 +692,15 @@ def take_step(run: TrainingRun, batch: Batch, counts: Optional[Dict[str, int]] =
     if run.ema_model is not None:
         _update_ema(run.ema_model, run.model, tc.ema_decay, run.state["step"])
     return {"out": {k: v.detach() for k, v in out.items()}, "loss": loss, "lr": lr}
+
+
+def _split_outputs(out: Dict[str, torch.Tensor], batch: Batch) -> tuple:
+    """Outputs on a batch joined with the pinned frames, split into the batch's and the pinned frames'."""
+    n_graphs, n_atoms = batch.graph.num_graphs, batch.graph.num_atoms
+    per_atom = {"forces", "energies"}
+    first = {k: v[:n_atoms] if k in per_atom else v[:n_graphs] for k, v in out.items()}
+    rest = {k: v[n_atoms:] if k in per_atom else v[n_graphs:] for k, v in out.items()}
+    return first, rest
 
 
 def step_batches(n: int, batch_size: int, generator: torch.Generator, ranks: Ranks = Ranks()):
@@ -741,7 +786,8 @@ def end_epoch(run: TrainingRun, record: dict, val_m: dict, t_epoch: float) -> No
             f"E {train_m['energy_mae']:.2f}/{val_m['energy_mae']:.2f} meV/atom  "
             f"F {train_m['forces_mae']:.1f}/{val_m['forces_mae']:.1f} meV/Å  "
             f"S {train_m['stress_mae']:.2f}/{val_m['stress_mae']:.2f} meV/Å³  (train/val MAE)  "
-            f"{row['structures_per_s']:.2f} structures/s{'  *' if improved else ''}")
+            + (f"pinned {val_m['pinned_loss']:.3g}  " if "pinned_loss" in val_m else "")
+            + f"{row['structures_per_s']:.2f} structures/s{'  *' if improved else ''}")
 
 
 # spec options that fine-tuning may change: the ZBL repulsion is fixed physics, not weights
