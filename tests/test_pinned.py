@@ -7,6 +7,7 @@ import torch
 
 from equicalc.data import collate, read_frames
 from equicalc.evaluate import stress_from_virial
+from equicalc.files import atomic_torch_save
 from equicalc.nn.forces import compute_properties
 from equicalc.train import config_from_dict, load_config, train
 from equicalc.train.checkpoint import load_checkpoint
@@ -104,7 +105,7 @@ def test_config_reads_the_pinned_file_beside_it_and_older_runs_resume(run_config
     path = tmp_path / "old" / "checkpoint_last.pt"
     ckpt = load_checkpoint(path)
     del ckpt["config"]["data"]["pinned"], ckpt["config"]["loss"]["pinned_weight"]
-    torch.save(ckpt, path)
+    atomic_torch_save(ckpt, path)
     assert train(plain, restart=True, show_progress=False, echo=False, stop_after_epochs=1)["epoch"] == 2
     plain.loss.pinned_weight = 2.0
     with pytest.raises(ValueError, match=r"loss.pinned_weight: 1.0 -> 2.0"):
