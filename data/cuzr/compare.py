@@ -21,9 +21,8 @@ Measures (model and EAM side by side where both apply):
 * ``short_range``: isolated atoms and dimers 1–3 Å, and whether each pair's wall rises monotonically
   below 1.8 Å;
 * ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
-* ``architectures``: NequIP against Allegro at the reference's 7.6 Å, each the best
-  checkpoint of its last training stage (``full_cutoff_lattice/`` and
-  ``allegro_full_cutoff_zbl/``), on the same data: errors on the condensed test
+* ``architectures``: NequIP against Allegro at the reference's 7.6 Å, the shipped
+  ``cuzr`` and ``cuzr-allegro`` (``ship.py``), trained on the same data: errors on the condensed test
   frames, parameters, training cost summed over every stage (from each run's
   ``metrics.csv``) and ASE MD time per step at 500 and 2000 atoms.
 
@@ -47,13 +46,13 @@ T_MELT = 2200.0
 LIQUID_FIT = (1200.0, 1800.0)
 # the side-by-side quench (the cooling rate is an option): melt, ramp, hold at 300 K
 QUENCH = dict(t_melt=T_MELT, t_final=300.0, melt_time=4.0, hold_time=4.0, checkpoint_interval=100)
-# each architecture's training runs, stage by stage (the configs of the same names say why each came):
-# the last one's best checkpoint is the model compared, the training cost is summed over all of them
+# each architecture's shipped model and its training runs, stage by stage (the configs of the same names say
+# why each came): the training cost is summed over all of them
 ARCHITECTURES = {
-    "NequIP": [HERE / f"full_cutoff{stage}" for stage in
-               ("", "_sparse", "_wide", "_long", "_forces", "_final", "_lattice")],
-    "Allegro": [HERE / f"allegro_full_cutoff{stage}" for stage in
-                ("", "_forces", "_forces_slow", "_forces_b2", "_final", "_zbl")],
+    "NequIP": ("cuzr", [HERE / f"full_cutoff{stage}" for stage in
+                        ("", "_sparse", "_wide", "_long", "_forces", "_final", "_lattice")]),
+    "Allegro": ("cuzr-allegro", [HERE / f"allegro_full_cutoff{stage}" for stage in
+                                 ("", "_forces", "_forces_slow", "_forces_b2", "_final", "_zbl")]),
 }
 
 
@@ -81,20 +80,18 @@ def md_step_ms(model_path, n_atoms: int, steps: int = 10) -> float:
 
 
 def architectures() -> dict:
-    """NequIP against Allegro on the same data: errors, size, training cost, MD speed."""
+    """The shipped NequIP and Allegro models, trained on the same data: errors, size, training cost, MD speed."""
     from equicalc import load_model
-    from equicalc.train import deploy
+    from equicalc.models import model_path
 
     out = {}
-    for name, runs in ARCHITECTURES.items():
-        model_path = HERE / "validation" / f"architecture_{name.lower()}.pth"
-        deploy(runs[-1] / "checkpoint_best.pt", model_path)
-        model = load_model(model_path)
+    for name, (shipped, runs) in ARCHITECTURES.items():
+        model = load_model(model_path(shipped))
         out[name] = {"parameters": sum(p.numel() for p in model.parameters()),
                      "hyperparameters": model.spec.hyperparameters(),
-                     "test": test_errors(model_path, f"parity_test_{name.lower()}.png", condensed_only=True),
+                     "test": test_errors(shipped, f"parity_test_{name.lower()}.png", condensed_only=True),
                      **training_cost([run / "metrics.csv" for run in runs]),
-                     "md_ms_per_step": {str(n): md_step_ms(model_path, n, steps=10 if n <= 500 else 5)
+                     "md_ms_per_step": {str(n): md_step_ms(shipped, n, steps=10 if n <= 500 else 5)
                                         for n in (500, 2000)}}
     return out
 
