@@ -120,8 +120,7 @@ def test_generate_writes_the_shipped_pinned_frames(tmp_path):
     made, shipped = read_frames(tmp_path / "b2_pinned.extxyz"), read_frames(CUZR / "b2_pinned.extxyz")
     assert len(made) == len(shipped)
     for a, b in zip(made, shipped):
-        assert a.atoms.info["pair" if "pair" in b.atoms.info else "phase"] == \
-            b.atoms.info["pair" if "pair" in b.atoms.info else "phase"]
+        assert a.atoms.info.get("pair") == b.atoms.info.get("pair") and a.atoms.info["phase"] == b.atoms.info["phase"]
         np.testing.assert_allclose(a.atoms.positions, b.atoms.positions, atol=1e-10)
         np.testing.assert_allclose(a.forces, b.forces, atol=1e-10)
         np.testing.assert_allclose(a.stress, b.stress, atol=1e-12)

@@ -437,12 +437,8 @@ def b2_pinned(strain: float = 0.005, displacement: float = 0.02) -> list:
             moved = supercell.copy()
             moved.positions[atom, 0] += sign * displacement
             jobs.append((moved, {"pair": f"{symbol} displaced", "displacement": sign * displacement}))
-    frames = []
-    for structure, extra in jobs:
-        run = EAMRun(structure, 0)
-        frames.append(run.frame(**info, **extra))
-        run.close()
-    return frames
+    rng = np.random.default_rng(0)  # single points: the seeds do not enter the labels
+    return [frame for structure, extra in jobs for frame in single_points([structure], rng, **info, **extra)]
 
 
 STAGES = {"liquids": liquids, "quenches": quenches, "crystals": crystals, "strained": strained,
@@ -529,6 +525,7 @@ def main(argv=None) -> None:
     cache = args.cache or args.out / ".cache"
     if args.pinned:
         frames = b2_pinned()
+        args.out.mkdir(parents=True, exist_ok=True)
         write(args.out / "b2_pinned.extxyz", frames, format="extxyz")
         print(f"wrote {args.out / 'b2_pinned.extxyz'} ({len(frames)} frames; B2 CuZr at a = "
               f"{frames[0].cell[0, 0]:.5f} Å)")
