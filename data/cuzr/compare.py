@@ -50,7 +50,8 @@ QUENCH = dict(t_melt=T_MELT, t_final=300.0, melt_time=4.0, hold_time=4.0, checkp
 # why each came): the training cost is summed over all of them
 ARCHITECTURES = {
     "NequIP": ("cuzr", [HERE / f"full_cutoff{stage}" for stage in
-                        ("", "_sparse", "_wide", "_long", "_forces", "_final", "_lattice")]),
+                        ("", "_sparse", "_wide", "_long", "_forces", "_final", "_lattice",
+                         "_pinned")]),
     "Allegro": ("cuzr-allegro", [HERE / f"allegro_full_cutoff{stage}" for stage in
                                  ("", "_forces", "_forces_slow", "_forces_b2", "_final", "_zbl")]),
 }

@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 # shipped name -> the training run's model that it is
 # (a run's model.pth is written when it ends; model_epoch<N>.pth is its best checkpoint after epoch N, exported
 # with `equicalc deploy` while the run goes on)
-SOURCES = {"cuzr": HERE / "full_cutoff_lattice" / "model.pth",
+SOURCES = {"cuzr": HERE / "full_cutoff_pinned" / "model.pth",
            "cuzr-allegro": HERE / "allegro_full_cutoff_zbl" / "model.pth"}
 # config types of the condensed frames of generate.py (the others: isolated atoms, dimers, clusters,
 # expanded liquids and compressed cells)
