@@ -139,10 +139,15 @@ def test_a_quench_ensemble_is_its_replicas_run_alone(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_ensemble_grows_batch_by_batch_and_loads_from_its_records(tmp_path):
+def test_an_ensemble_grows_batch_by_batch_and_loads_from_its_records(tmp_path, monkeypatch):
     """Replica 1 run later on its own (``first_replica=1``) is replica 1 of the ensemble run at once; an ensemble
-    whose state files are gone loads from its records, the protocol read back from ``log.txt``."""
+    whose state files are gone loads from its records, the protocol read back from ``log.txt``; its finished
+    replicas load while another process starts or restarts some of them."""
+    import importlib
+
     from equicalc.analysis import EnsembleQuenchResult, quench
+
+    qmod = importlib.import_module("equicalc.analysis.quench")
 
     calc = _calc()
     together = quench([cu_au_alloy(0), cu_au_alloy(1)], calc, replicas=2, directory=tmp_path / "together", **QUENCH)
@@ -158,6 +163,24 @@ def test_an_ensemble_grows_batch_by_batch_and_loads_from_its_records(tmp_path):
     assert [r.protocol for r in loaded.replicas] == [r.protocol for r in together.replicas]
     assert all(r.finished for r in loaded.replicas)
     assert len(EnsembleQuenchResult.load(tmp_path / "together", finished=True).replicas) == 2
+    (grown / "replica_2").mkdir()  # started by another process: its log written, no records yet
+    (grown / "replica_2" / "log.txt").write_text((grown / "replica_1" / "log.txt").read_text())
+    assert EnsembleQuenchResult.load(grown, finished=True).indices == [0, 1]
+    with pytest.raises(FileNotFoundError):
+        EnsembleQuenchResult.load(grown)
+    with open(grown / "replica_0" / "quench.csv", "a") as fh:  # a row being written as the records are read
+        fh.write("13500,4")
+    np.testing.assert_array_equal(EnsembleQuenchResult.load(grown, finished=True).replicas[0].data["step"],
+                                  together.replicas[0].data["step"])
+    read_csv = qmod._read_csv
+
+    def restarted_meanwhile(path):  # another process starts replica 1 afresh after the folders were listed
+        if path.parent.name == "replica_1":
+            path.unlink(missing_ok=True)
+        return read_csv(path)
+
+    monkeypatch.setattr(qmod, "_read_csv", restarted_meanwhile)
+    assert EnsembleQuenchResult.load(grown, finished=True).indices == [0]
     with pytest.raises(ValueError, match="first_replica must be a non-negative integer"):
         quench(cu_au_alloy(0), calc, first_replica=-1, directory=tmp_path / "refused", **QUENCH)
 

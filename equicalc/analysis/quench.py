@@ -192,10 +192,10 @@ class EnsembleQuenchResult:
         folders = sorted(directory.glob("replica_*"), key=_replica_index)
         if not folders:
             raise FileNotFoundError(f"quench: no replica_* folders in {directory}")
-        if finished:
-            folders = [f for f in folders if (f / "quench.csv").exists()]
-        replicas = [QuenchResult.load(folder) for folder in folders]
-        return cls(directory, [r for r in replicas if r.finished] if finished else replicas)
+        if not finished:
+            return cls(directory, [QuenchResult.load(folder) for folder in folders])
+        replicas = [_load_if_present(folder) for folder in folders]
+        return cls(directory, [r for r in replicas if r is not None and r.finished])
 
     @property
     def indices(self) -> list:
@@ -417,9 +417,19 @@ def _draw_fits(ax, tg: GlassTransition, temperatures) -> None:
         ax.set_title(f"no kink resolved (fit: {tg.tg:.0f} ± {tg.error:.0f} K)", fontsize=10)
 
 
+def _load_if_present(folder: Path) -> Optional[QuenchResult]:
+    """``QuenchResult.load(folder)``, or None where the replica has no records: not started yet, or being started
+    afresh by another process at this moment (which deletes its old records first)."""
+    try:
+        return QuenchResult.load(folder)
+    except FileNotFoundError:
+        return None
+
+
 def _read_csv(path: Path) -> Dict[str, np.ndarray]:
+    """The records, without a last row that is still being written (missing fields)."""
     with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        rows = [r for r in csv.DictReader(fh) if None not in r.values()]
     out = {}
     for k in _FIELDS:
         vals = [r[k] for r in rows]
