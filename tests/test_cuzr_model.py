@@ -110,7 +110,8 @@ def test_shipped_model_liquid_is_stable_in_npt_at_2200_k(tmp_path):
 def test_stated_tg_comes_from_the_saved_quench_records():
     """The side-by-side Tg rows come from the quench records kept in validation/: the larger ensemble's
     (``compare.py --only tg``) from every finished replica there, and its replicas 0–3 give the ``quench``
-    step's (which ran them in one batch, with trajectories)."""
+    step's (which ran them in one batch, with trajectories); the mean curves' branches and their difference
+    window by window are stated too."""
     import json
 
     from equicalc.analysis import EnsembleQuenchResult
@@ -124,11 +125,18 @@ def test_stated_tg_comes_from_the_saved_quench_records():
         assert ensemble.indices == stated["replica_indices"]
         assert len(replicas) >= 4 and {r.protocol["n_atoms"] for r in replicas} == {250}
         for key, fit in compare.tg_fits(EnsembleQuenchResult(folder, replicas)).items():
-            assert fit["tg_K"] == pytest.approx(stated[key]["tg_K"], rel=1e-9), (side, key)
-            assert fit["error_K"] == pytest.approx(stated[key]["error_K"], rel=1e-9), (side, key)
+            for field in ("tg_K", "error_K", "liquid_fit", "glass_fit"):  # the branches: mean curves only
+                assert (field in fit) == (field in stated[key]), (side, key, field)
+                if field in fit:
+                    assert fit[field] == pytest.approx(stated[key][field], rel=1e-9), (side, key, field)
         first = compare.tg_fits(EnsembleQuenchResult(folder, replicas[:4]))
         for key in ("tg_volume", "tg_enthalpy"):
             assert first[key]["tg_K"] == pytest.approx(results["quench"][side][key]["tg_K"], rel=1e-9), (side, key)
+    difference, stated = compare.curve_difference(), results["tg"]["difference"]
+    assert difference["T_K"] == pytest.approx(stated["T_K"], rel=1e-9)
+    for quantity in ("volume", "enthalpy"):
+        for field in ("difference", "error"):
+            assert difference[quantity][field] == pytest.approx(stated[quantity][field], rel=1e-9, abs=1e-12)
 
 
 @pytest.mark.parametrize("marker, table", [("side-by-side", "markdown"), ("architectures", "markdown_architectures")])

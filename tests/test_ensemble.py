@@ -163,6 +163,11 @@ def test_an_ensemble_grows_batch_by_batch_and_loads_from_its_records(tmp_path, m
     assert [r.protocol for r in loaded.replicas] == [r.protocol for r in together.replicas]
     assert all(r.finished for r in loaded.replicas)
     assert len(EnsembleQuenchResult.load(tmp_path / "together", finished=True).replicas) == 2
+    curve, (w0, w1) = loaded.mean_windows("enthalpy"), (r.windows() for r in together.replicas)
+    np.testing.assert_allclose(curve["mean"], (w0["enthalpy_per_atom"] + w1["enthalpy_per_atom"]) / 2, rtol=1e-12)
+    np.testing.assert_allclose(curve["error"], abs(w0["enthalpy_per_atom"] - w1["enthalpy_per_atom"]) / 2, rtol=1e-9)
+    with pytest.raises(ValueError, match="two or more replicas"):
+        EnsembleQuenchResult(grown, [later]).mean_windows()
     (grown / "replica_2").mkdir()  # started by another process: its log written, no records yet
     (grown / "replica_2" / "log.txt").write_text((grown / "replica_1" / "log.txt").read_text())
     assert EnsembleQuenchResult.load(grown, finished=True).indices == [0, 1]

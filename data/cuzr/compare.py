@@ -17,7 +17,8 @@ Measures (model and EAM side by side where both apply):
   replicas that have not finished run in batches of ``--batch`` (replica k as it would run in one
   ensemble, so ``quench``'s replicas 0–3 count and the ensemble grows across runs; ``--tg-start``
   leaves the replicas before it to another process), then Tg over every finished replica, each alone
-  and from their mean curve (plot: ``validation/quench_<side>/tg_ensemble.png``);
+  and from their mean curve (plot: ``validation/quench_<side>/tg_ensemble.png``), and the difference
+  of the two sides' mean V(T) and H(T) per temperature window (``validation/tg_difference.png``);
 * ``short_range``: isolated atoms and dimers 1–3 Å, and whether each pair's wall rises monotonically
   below 1.8 Å;
 * ``nve``: energy drift of a 500-atom Cu64Zr36 liquid at 1500 K in NVE (meV/atom/ps);
@@ -206,13 +207,43 @@ def tg_ensemble(calcs: dict, n_atoms: int, rate: float, seed: int, start: int, s
         ensemble = EnsembleQuenchResult.load(folder, finished=True)
         ensemble.plot(folder / "tg_ensemble.png", liquid_range=LIQUID_FIT, glass_range=(300, 700), method="windows")
         out[name] = tg_fits(ensemble) | {"replicas": len(ensemble.replicas), "replica_indices": ensemble.indices}
+    out["difference"] = curve_difference(HERE / "validation" / "tg_difference.png")
+    return out
+
+
+def curve_difference(plot_path=None) -> dict:
+    """Model − EAM along the cooling curve: the two ensembles' mean V(T) (Å^3/atom) and H(T) (meV/atom) per
+    temperature window, each difference with its combined standard error, plotted to ``plot_path``. Tg is where
+    two fitted branches cross, so it magnifies small offsets between them: this shows where the curves differ."""
+    from equicalc.analysis import EnsembleQuenchResult
+    from equicalc.plotting import new_figure, save_figure
+
+    sides = [EnsembleQuenchResult.load(quench_folder(name), finished=True) for name in ("model", "EAM")]
+    out = {"T_K": sides[1].mean_windows()["T"].tolist()}
+    fig, axes = new_figure(2, size=(10, 4))
+    for ax, (quantity, unit, scale) in zip(axes, (("volume", "Å³/atom", 1.0), ("enthalpy", "meV/atom", 1e3))):
+        model, eam = (e.mean_windows(quantity) for e in sides)
+        diff, error = scale * (model["mean"] - eam["mean"]), scale * np.hypot(model["error"], eam["error"])
+        out[quantity] = {"difference": diff.tolist(), "error": error.tolist(), "unit": unit}
+        ax.errorbar(eam["T"], diff, error, fmt="o", ms=3, capsize=2)
+        ax.axhline(0.0, color="k", lw=0.8)
+        for (lo, hi), color in ((LIQUID_FIT, "C3"), ((300, 700), "C2")):
+            ax.axvspan(lo, hi, color=color, alpha=0.08)
+        ax.set_xlabel("T (K)")
+        ax.set_ylabel(f"model − EAM, {quantity} ({unit})")
+    fig.suptitle(f"mean cooling curves, {len(sides[0].replicas)} replicas of the model against "
+                 f"{len(sides[1].replicas)} of the EAM\n(± one standard error; shaded: the Tg fit windows)",
+                 fontsize=10)
+    if plot_path is not None:
+        save_figure(fig, plot_path)
     return out
 
 
 def tg_fits(ensemble) -> dict:
     """Tg (K) of an ``EnsembleQuenchResult`` from V(T) and H(T), by window fits (the ``quench`` step's ranges)
     and whole-curve fits, each replica alone (mean, standard error and each replica's), and by window fits of
-    the replicas' mean curve (``_pooled``: jackknife error)."""
+    the replicas' mean curve (``_pooled``: jackknife error, with the two branches as ``liquid_fit`` and
+    ``glass_fit``: slope per K and intercept, in Å^3/atom or eV/atom)."""
     fits = {}
     for quantity in ("volume", "enthalpy"):
         for method, suffix, pooled in (("windows", "", False), ("hyperbola", "_hyperbola", False),
@@ -220,6 +251,8 @@ def tg_fits(ensemble) -> dict:
             ranges = {"liquid_range": LIQUID_FIT, "glass_range": (300, 700)} if method == "windows" else {}
             tg = ensemble.glass_transition(quantity, method, pooled=pooled, **ranges)
             fits[f"tg_{quantity}{suffix}"] = {"tg_K": tg.tg, "error_K": tg.error, "per_replica_K": list(tg.per_replica)}
+            if pooled:
+                fits[f"tg_{quantity}{suffix}"] |= {"liquid_fit": list(tg.liquid_fit), "glass_fit": list(tg.glass_fit)}
     return fits
 
 

@@ -220,6 +220,21 @@ class EnsembleQuenchResult:
         combine = pooled_glass_transition if pooled else ensemble_glass_transition
         return combine([(w["T"], w[self._KEYS[quantity]]) for w in windows], quantity, method, **ranges)
 
+    def mean_windows(self, quantity: str = "volume", width: Optional[float] = None) -> Dict[str, np.ndarray]:
+        """The replicas' mean cooling curve of ``quantity`` ("volume": Å^3/atom, "enthalpy": eV/atom) over the
+        temperature windows of ``QuenchResult.windows``: arrays ``T`` (K), ``mean`` and ``error`` (the standard
+        error over the replicas, in the unit of ``mean``). The replicas' windows must match one to one."""
+        if quantity not in self._KEYS:
+            raise ValueError(f"quantity must be 'volume' or 'enthalpy', got {quantity!r}")
+        if len(self.replicas) < 2:
+            raise ValueError(f"mean_windows: needs two or more replicas, got {len(self.replicas)}")
+        windows = [r.windows(width) for r in self.replicas]
+        if len({len(w["T"]) for w in windows}) != 1:
+            raise ValueError("mean_windows: the replicas' temperature windows differ (another protocol?)")
+        y = np.array([w[self._KEYS[quantity]] for w in windows])
+        return {"T": np.mean([w["T"] for w in windows], axis=0), "mean": y.mean(axis=0),
+                "error": y.std(axis=0, ddof=1) / np.sqrt(len(y))}
+
     def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
         """``QuenchResult.summary`` for the ensemble: Tg as mean ± standard error over the replicas (with
         ``per_replica_K``) and, from two replicas on, from their mean curve by window fits (``tg_volume_pooled``,
