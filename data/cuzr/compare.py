@@ -219,12 +219,12 @@ def curve_difference(plot_path=None) -> dict:
     from equicalc.plotting import new_figure, save_figure
 
     sides = [EnsembleQuenchResult.load(quench_folder(name), finished=True) for name in ("model", "EAM")]
-    out = {"T_K": sides[1].mean_windows()["T"].tolist()}
+    out = {}
     fig, axes = new_figure(2, size=(10, 4))
     for ax, (quantity, unit, scale) in zip(axes, (("volume", "Å³/atom", 1.0), ("enthalpy", "meV/atom", 1e3))):
         model, eam = (e.mean_windows(quantity) for e in sides)
         diff, error = scale * (model["mean"] - eam["mean"]), scale * np.hypot(model["error"], eam["error"])
-        out[quantity] = {"difference": diff.tolist(), "error": error.tolist(), "unit": unit}
+        out |= {"T_K": eam["T"].tolist(), quantity: {"difference": diff.tolist(), "error": error.tolist(), "unit": unit}}
         ax.errorbar(eam["T"], diff, error, fmt="o", ms=3, capsize=2)
         ax.axhline(0.0, color="k", lw=0.8)
         for (lo, hi), color in ((LIQUID_FIT, "C3"), ((300, 700), "C2")):

@@ -32,7 +32,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .tg import GlassTransition, fit_glass_transition, mean_curve, tg_resolved
+from .tg import GlassTransition, _stacked, fit_glass_transition, mean_curve, tg_resolved
 from .voronoi import VoronoiResult, voronoi
 
 __all__ = ["quench", "QuenchResult", "EnsembleQuenchResult", "GlassTransition", "fit_glass_transition", "protocol_temperature",
@@ -213,27 +213,24 @@ class EnsembleQuenchResult:
         ``pooled``: the replicas' mean curve fitted once, with the jackknife error over the replicas."""
         from .tg import ensemble_glass_transition, pooled_glass_transition
 
-        if quantity not in self._KEYS:
-            raise ValueError(f"quantity must be 'volume' or 'enthalpy', got {quantity!r}")
-        windows = [r.windows(width) for r in self.replicas]
         ranges = {} if method == "hyperbola" else {"liquid_range": liquid_range, "glass_range": glass_range}
         combine = pooled_glass_transition if pooled else ensemble_glass_transition
-        return combine([(w["T"], w[self._KEYS[quantity]]) for w in windows], quantity, method, **ranges)
+        return combine(self._curves(quantity, width), quantity, method, **ranges)
+
+    def _curves(self, quantity: str, width: Optional[float] = None) -> list:
+        """Each replica's cooling curve of ``quantity`` over its temperature windows: ``(T, y)`` pairs."""
+        if quantity not in self._KEYS:
+            raise ValueError(f"quantity must be 'volume' or 'enthalpy', got {quantity!r}")
+        return [(w["T"], w[self._KEYS[quantity]]) for w in (r.windows(width) for r in self.replicas)]
 
     def mean_windows(self, quantity: str = "volume", width: Optional[float] = None) -> Dict[str, np.ndarray]:
         """The replicas' mean cooling curve of ``quantity`` ("volume": Å^3/atom, "enthalpy": eV/atom) over the
         temperature windows of ``QuenchResult.windows``: arrays ``T`` (K), ``mean`` and ``error`` (the standard
         error over the replicas, in the unit of ``mean``). The replicas' windows must match one to one."""
-        if quantity not in self._KEYS:
-            raise ValueError(f"quantity must be 'volume' or 'enthalpy', got {quantity!r}")
         if len(self.replicas) < 2:
             raise ValueError(f"mean_windows: needs two or more replicas, got {len(self.replicas)}")
-        windows = [r.windows(width) for r in self.replicas]
-        if len({len(w["T"]) for w in windows}) != 1:
-            raise ValueError("mean_windows: the replicas' temperature windows differ (another protocol?)")
-        y = np.array([w[self._KEYS[quantity]] for w in windows])
-        return {"T": np.mean([w["T"] for w in windows], axis=0), "mean": y.mean(axis=0),
-                "error": y.std(axis=0, ddof=1) / np.sqrt(len(y))}
+        t, y = _stacked(self._curves(quantity, width))
+        return {"T": t.mean(axis=0), "mean": y.mean(axis=0), "error": y.std(axis=0, ddof=1) / np.sqrt(len(y))}
 
     def summary(self, liquid_range=None, glass_range=None, rdf_r_max: float = 8.0, rdf_bins: int = 160) -> dict:
         """``QuenchResult.summary`` for the ensemble: Tg as mean ± standard error over the replicas (with
