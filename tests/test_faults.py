@@ -368,6 +368,24 @@ def test_quench_resumes_only_with_its_calculator(tmp_path, capsys):
                                                           "state_prev.json"]
 
 
+def test_a_quench_without_its_saved_state_keeps_finished_records(tmp_path, capsys):
+    """State files are not kept with a finished run's records (they are the whole MD state): calling quench
+    again must not rerun it silently; a run that lost its state before the end starts afresh."""
+    from equicalc.analysis import QuenchResult, quench
+
+    first = quench(cu_au_alloy(), EMT(), directory=tmp_path, **QUENCH)
+    for name in ("state.json", "state_prev.json"):
+        (tmp_path / name).unlink()
+    with pytest.raises(ValueError, match="finished run without its saved state.*overwrite"):
+        quench(cu_au_alloy(), EMT(), directory=tmp_path, **QUENCH)
+    assert np.array_equal(QuenchResult.load(tmp_path).data["volume_per_atom"], first.data["volume_per_atom"])
+    with open(tmp_path / "log.txt", "a") as log:  # as if killed before the end, its state lost with it
+        log.write("2026-01-01 00:00:00 stopped at step 20\n")
+    again = quench(cu_au_alloy(), EMT(), directory=tmp_path, **QUENCH)
+    assert "no saved state to resume from: deleted" in capsys.readouterr().out
+    assert again.finished and np.allclose(again.data["volume_per_atom"], first.data["volume_per_atom"])
+
+
 @pytest.mark.slow
 def test_quench_killed_after_any_write_resumes_to_the_same_end(tmp_path, monkeypatch):
     """Every 20 steps a quench writes a trajectory frame, then its state (a temporary file, renamed). Killed

@@ -537,7 +537,9 @@ def quench(atoms, calc, t_melt: float = 2000.0, t_final: float = 300.0, cooling_
         overwrite: start afresh where ``directory`` holds a run, deleting its files (it says which).
             Without it, a run in ``directory`` is resumed from its last saved state, and only when
             protocol and calculator (class, and for an EquiCalc its weights and dtype) are the ones
-            that started it; anything else is a ``ValueError`` that names what differs.
+            that started it; anything else is a ``ValueError`` that names what differs. A finished run
+            whose state files were removed is a ``ValueError`` too (its records stay; read them with
+            ``QuenchResult.load``); one that stopped before its first save starts afresh.
 
     Returns:
         ``QuenchResult`` over all recorded rows (``EnsembleQuenchResult`` for several replicas).
@@ -674,15 +676,30 @@ def _start(atoms, calc, directory: Path, protocol: dict, fingerprint: dict, over
                                  "or start afresh with overwrite")
         _truncate_records(directory / "quench.csv", directory / "quench.traj", int(saved["step"]))
         return saved["atoms"], int(saved["step"]), saved["barostat"]
-    deleted = [directory / name for name in RUN_FILES if (directory / name).exists()]
-    for p in deleted:
-        p.unlink()
-    if deleted:
-        print(f"quench: overwrite deleted {', '.join(str(p) for p in deleted)}")
+    _clear_stateless(directory, overwrite)
     atoms = relaxed_start(atoms, calc, protocol["relax_steps"])
     thermalize_momenta(atoms, temperature_K=protocol["t_melt"], rng=np.random.default_rng(protocol["seed"]))
     Stationary(atoms)
     return atoms, 0, None
+
+
+def _clear_stateless(directory: Path, overwrite: bool) -> None:
+    """Delete the files of a run in ``directory`` that cannot resume: on ``overwrite``, or where no state was saved
+    (a run stopped before its first save, or its state files were removed). The records of a finished run are
+    kept unless ``overwrite``: its state files are not worth keeping (``_saved_protocol``), and rerunning it
+    would cost the whole run."""
+    found = [directory / name for name in RUN_FILES if (directory / name).exists()]
+    if not found:
+        return
+    records = all((directory / name).exists() for name in ("quench.csv", "log.txt"))
+    if not overwrite and records and QuenchResult.load(directory).finished:
+        raise ValueError(f"quench: {directory} holds a finished run without its saved state: read it with "
+                         "QuenchResult.load (EnsembleQuenchResult.load for an ensemble's folder), or start afresh "
+                         "with overwrite")
+    for p in found:
+        p.unlink()
+    why = "overwrite" if overwrite else "no saved state to resume from:"
+    print(f"quench: {why} deleted {', '.join(str(p) for p in found)}")
 
 
 def relaxed_start(atoms, calc, steps: int):
