@@ -139,15 +139,34 @@ def test_stated_tg_comes_from_the_saved_quench_records():
             assert difference[quantity][field] == pytest.approx(stated[quantity][field], rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize("marker, table", [("side-by-side", "markdown"), ("architectures", "markdown_architectures")])
+@pytest.mark.parametrize("marker, table", [("side-by-side", "markdown"), ("pressure-bias", "markdown_pressure_bias"),
+                                           ("architectures", "markdown_architectures")])
 def test_readme_tables_are_the_saved_results(marker, table):
-    """data/cuzr/README.md's side-by-side and architecture tables are what ``compare.py --markdown`` prints
-    from validation/results.json, so that a rerun that changes the results cannot leave the README behind."""
+    """data/cuzr/README.md's side-by-side, pressure-offset and architecture tables are what ``compare.py
+    --markdown`` prints from validation/results.json, so that a rerun that changes the results cannot leave the
+    README behind."""
     import json
 
     compare = cuzr_script("compare")
     results = json.loads((CUZR / "validation" / "results.json").read_text())
     assert readme_block(marker).strip() == getattr(compare, table)(results).strip()
+
+
+@pytest.mark.slow
+def test_stated_pressure_offsets_are_measured_again():
+    """The README's model − EAM pressure offsets on the held-out liquids and glasses (``compare.py --only
+    pressure_bias``) come out of a fresh evaluation of the shipped model."""
+    import json
+
+    stated = json.loads((CUZR / "validation" / "results.json").read_text())["pressure_bias"]
+    measured = cuzr_script("compare").pressure_bias("cuzr")
+    assert measured["frames"] == stated["frames"] == sum(g["frames"] for g in stated["by_x_cu"].values())
+    for part in ("by_x_cu", "cu64_by_T_K"):
+        assert measured[part].keys() == stated[part].keys()
+        for group, values in stated[part].items():
+            assert measured[part][group]["frames"] == values["frames"], (part, group)
+            for key in ("mean", "error"):
+                assert measured[part][group][key] == pytest.approx(values[key], abs=0.005), (part, group, key)
 
 
 @pytest.mark.slow

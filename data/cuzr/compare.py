@@ -6,6 +6,8 @@
 Measures (model and EAM side by side where both apply):
 
 * ``errors``: test-split MAE/RMSE of energy, forces and stress (model only);
+* ``pressure_bias``: the model's mean pressure offset from the EAM on the held-out liquids and glasses,
+  per Cu fraction and, for Cu64Zr36, per temperature band (what moves the model's density and Tg);
 * ``b2``: B2 CuZr lattice constant (energy minimum, Å), phonons (overlaid plot; frequencies
   at Γ, X, M, R) and elastic constants C11, C12, C44 (GPa), each calculator at its own lattice
   constant and again at the EAM's;
@@ -40,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("errors", "b2", "quench", "tg", "nve", "short_range", "architectures")
+STEPS = ("errors", "pressure_bias", "b2", "quench", "tg", "nve", "short_range", "architectures")
 # the melt: 2200 K as in the reference data (the model's liquid is stable there at zero pressure
 # since the data hold expanded liquids, see README.md); fits over the liquid and the glass branch
 T_MELT = 2200.0
@@ -66,6 +68,40 @@ def test_errors(model_path, plot_name: str = "parity_test.png", condensed_only: 
     from equicalc.models import model_path as resolve
 
     return errors(load_model(resolve(model_path)), condensed_only, plot=HERE / "validation" / plot_name)
+
+
+# the held-out liquids and glasses of ``pressure_bias``, and its temperature bands for Cu64Zr36 (K)
+AMORPHOUS_TYPES = ("liquid", "liquid_composition", "quench", "glass")
+T_BANDS = ((0, 750), (800, 1100), (1150, 1500), (1550, 2500))
+
+
+def pressure_bias(model_path) -> dict:
+    """Model − EAM pressure (meV/Å³) on the liquids and glasses of the validation and test splits (frames the
+    model was not fitted on): mean ± standard error per Cu fraction, and for Cu64Zr36 per temperature band.
+    A mean offset dP makes the model's volume at zero pressure larger by about dP/B (1 meV/Å³ = 0.16 GPa;
+    B near 100 GPa): where it changes with temperature, the liquid and glass branches of V(T), and so Tg, move."""
+    from equicalc import load_model
+    from equicalc.data import read_frames
+    from equicalc.evaluate import predict_frames
+    from equicalc.models import model_path as resolve
+
+    frames = [f for split in ("val", "test") for f in read_frames(HERE / f"{split}.extxyz.gz")
+              if f.atoms.info.get("config_type") in AMORPHOUS_TYPES]
+    arrays = predict_frames(load_model(resolve(model_path)), frames, batch_size=16)
+    trace = arrays["stress_pred"].reshape(-1, 9)[:, ::4] - arrays["stress_ref"].reshape(-1, 9)[:, ::4]
+    assert len(trace) == len(frames), "every liquid and glass frame has a stress"
+    dp = -1e3 * trace.mean(axis=1)
+    x_cu = np.array([round(float(f.atoms.info["x_cu"]), 2) for f in frames])
+    temperature = np.array([float(f.atoms.info["temperature"]) for f in frames])
+
+    def stats(mask) -> dict:
+        return {"frames": int(mask.sum()), "mean": float(dp[mask].mean()),
+                "error": float(dp[mask].std(ddof=1) / np.sqrt(mask.sum()))}
+
+    return {"unit": "meV/Å³", "frames": len(frames),
+            "by_x_cu": {f"{x:.2f}": stats(x_cu == x) for x in sorted(set(x_cu))},
+            "cu64_by_T_K": {f"{lo}–{hi}": stats((x_cu == 0.64) & (temperature >= lo) & (temperature <= hi))
+                            for lo, hi in T_BANDS}}
 
 
 def md_step_ms(model_path, n_atoms: int, steps: int = 10) -> float:
@@ -342,6 +378,16 @@ def markdown_architectures(results: dict) -> str:
     return "\n".join(rows)
 
 
+def markdown_pressure_bias(results: dict) -> str:
+    """The model − EAM pressure table of ``pressure_bias`` for data/cuzr/README.md."""
+    b = results.get("pressure_bias", {})
+    rows = ["| held-out liquids and glasses | frames | model − EAM pressure (meV/Å³) |", "|---|---:|---:|"]
+    for label, group in [(f"Cu fraction {x}", v) for x, v in b.get("by_x_cu", {}).items()] + \
+                        [(f"Cu64Zr36, {band} K", v) for band, v in b.get("cu64_by_T_K", {}).items()]:
+        rows.append(f"| {label} | {group['frames']} | {group['mean']:+.2f} ± {group['error']:.2f} |")
+    return "\n".join(rows)
+
+
 def tg_cell(fit: dict, replicas: int = 0) -> str:
     """Tg ± standard error (K) over the replicas that gave one, for the table, or "none"."""
     if "tg_K" not in fit:
@@ -359,6 +405,11 @@ def b2_rows(row, b: dict, where: str = "") -> None:
             lambda n, p=label: " / ".join(f"{f:.2f}" for f in b[n]["frequencies_THz"][p]))
     row(f"B2 CuZr C11 / C12 / C44{where} (GPa)", lambda n: " / ".join(f"{b[n]['elastic_GPa'][k]:.0f}"
                                                                       for k in ("C11", "C12", "C44")))
+
+
+def markdown_tables(results: dict) -> str:
+    """Every README table of ``results``: side by side, pressure offsets, architectures."""
+    return "\n\n".join(table(results) for table in (markdown, markdown_pressure_bias, markdown_architectures))
 
 
 def markdown(results: dict) -> str:
@@ -441,7 +492,7 @@ def main(argv=None) -> None:
 
     if args.markdown:
         results = saved()
-        print(markdown(results) + "\n\n" + markdown_architectures(results))
+        print(markdown_tables(results))
         return
     from equicalc import EquiCalc
     from equicalc.reference import eam_calculator
@@ -466,6 +517,8 @@ def main(argv=None) -> None:
                                     args.batch)
         elif step == "nve":
             new["nve"] = nve_drift(calcs["model"])
+        elif step == "pressure_bias":
+            new["pressure_bias"] = pressure_bias(args.model)
         elif step == "short_range":
             new["short_range"] = short_range(calcs)
         elif step == "architectures":
@@ -476,8 +529,7 @@ def main(argv=None) -> None:
                 new[key] = results.get(key, {}) | new[key]
         results_path.write_text(json.dumps(results | new, indent=1))
         print(f"{step}: done in {time.time() - t0:.0f} s", flush=True)
-    results = saved()
-    print(markdown(results) + "\n\n" + markdown_architectures(results))
+    print(markdown_tables(saved()))
 
 
 if __name__ == "__main__":
