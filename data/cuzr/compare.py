@@ -7,7 +7,8 @@ Measures (model and EAM side by side where both apply):
 
 * ``errors``: test-split MAE/RMSE of energy, forces and stress (model only);
 * ``pressure_bias``: the model's mean pressure offset from the EAM on the held-out liquids and glasses,
-  per Cu fraction and, for Cu64Zr36, per temperature band (what moves the model's density and Tg);
+  per Cu fraction and, for Cu64Zr36, per temperature band (what moves the model's density and Tg), and
+  the held-out glasses relaxed at zero pressure with each calculator (their volume difference);
 * ``b2``: B2 CuZr lattice constant (energy minimum, Å), phonons (overlaid plot; frequencies
   at Γ, X, M, R) and elastic constants C11, C12, C44 (GPa), each calculator at its own lattice
   constant and again at the EAM's;
@@ -102,6 +103,28 @@ def pressure_bias(model_path) -> dict:
             "by_x_cu": {f"{x:.2f}": stats(x_cu == x) for x in sorted(set(x_cu))},
             "cu64_by_T_K": {f"{lo}–{hi}": stats((x_cu == 0.64) & (temperature >= lo) & (temperature <= hi))
                             for lo, hi in T_BANDS}}
+
+
+def relaxed_glass_volumes(calcs: dict, t_max: float = 300.0) -> dict:
+    """The held-out glasses up to ``t_max`` (K; validation and test splits) relaxed at zero pressure and 0 K,
+    atoms and an isotropically scaled cell, with each calculator: model − EAM volume (%) per Cu fraction, each
+    frame's and their mean. The direct check of ``pressure_bias``'s dP/B."""
+    from ase.filters import FrechetCellFilter
+    from ase.io import read
+    from ase.optimize import FIRE
+
+    frames = [a for split in ("val", "test") for a in read(HERE / f"{split}.extxyz.gz", ":")
+              if a.info.get("config_type") in ("glass", "quench") and a.info["temperature"] <= t_max]
+    out = {}
+    for atoms in frames:
+        volumes = {}
+        for name, calc in calcs.items():
+            relaxed = atoms.copy()
+            relaxed.calc = calc
+            FIRE(FrechetCellFilter(relaxed, hydrostatic_strain=True), logfile=None).run(fmax=0.005, steps=1000)
+            volumes[name] = relaxed.get_volume()
+        out.setdefault(f"{atoms.info['x_cu']:.2f}", []).append(100 * (volumes["model"] / volumes["EAM"] - 1))
+    return {x: {"per_frame_pct": v, "mean_pct": float(np.mean(v))} for x, v in sorted(out.items())}
 
 
 def md_step_ms(model_path, n_atoms: int, steps: int = 10) -> float:
@@ -385,6 +408,10 @@ def markdown_pressure_bias(results: dict) -> str:
     for label, group in [(f"Cu fraction {x}", v) for x, v in b.get("by_x_cu", {}).items()] + \
                         [(f"Cu64Zr36, {band} K", v) for band, v in b.get("cu64_by_T_K", {}).items()]:
         rows.append(f"| {label} | {group['frames']} | {group['mean']:+.2f} ± {group['error']:.2f} |")
+    rows += ["", "| held-out glasses ≤ 300 K, relaxed at 0 bar and 0 K | frames | model − EAM volume (%) |",
+             "|---|---:|---:|"]
+    for x, v in b.get("relaxed_glass_volume", {}).items():
+        rows.append(f"| Cu fraction {x} | {len(v['per_frame_pct'])} | {v['mean_pct']:+.2f} |")
     return "\n".join(rows)
 
 
@@ -518,7 +545,7 @@ def main(argv=None) -> None:
         elif step == "nve":
             new["nve"] = nve_drift(calcs["model"])
         elif step == "pressure_bias":
-            new["pressure_bias"] = pressure_bias(args.model)
+            new["pressure_bias"] = pressure_bias(args.model) | {"relaxed_glass_volume": relaxed_glass_volumes(calcs)}
         elif step == "short_range":
             new["short_range"] = short_range(calcs)
         elif step == "architectures":
