@@ -125,10 +125,13 @@ def test_stated_tg_comes_from_the_saved_quench_records():
         assert ensemble.indices == stated["replica_indices"]
         assert len(replicas) >= 4 and {r.protocol["n_atoms"] for r in replicas} == {250}
         for key, fit in compare.tg_fits(EnsembleQuenchResult(folder, replicas)).items():
+            # the window fits are linear and agree to rounding; the whole-curve fits are nonlinear least squares,
+            # whose optimum another scipy or BLAS moves within its convergence tolerance (4e-6 of Tg seen)
+            rel = 1e-4 if key.endswith("_hyperbola") else 1e-9
             for field in ("tg_K", "error_K", "liquid_fit", "glass_fit"):  # the branches: mean curves only
                 assert (field in fit) == (field in stated[key]), (side, key, field)
                 if field in fit:
-                    assert fit[field] == pytest.approx(stated[key][field], rel=1e-9), (side, key, field)
+                    assert fit[field] == pytest.approx(stated[key][field], rel=rel), (side, key, field)
         first = compare.tg_fits(EnsembleQuenchResult(folder, replicas[:4]))
         for key in ("tg_volume", "tg_enthalpy"):
             assert first[key]["tg_K"] == pytest.approx(results["quench"][side][key]["tg_K"], rel=1e-9), (side, key)
