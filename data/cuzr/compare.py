@@ -7,8 +7,8 @@ Measures (model and EAM side by side where both apply):
 
 * ``errors``: test-split MAE/RMSE of energy, forces and stress (model only);
 * ``pressure_bias``: the model's mean pressure offset from the EAM on the held-out liquids and glasses,
-  per Cu fraction and, for Cu64Zr36, per temperature band (what moves the model's density and Tg), and
-  the held-out glasses relaxed at zero pressure with each calculator (their volume difference);
+  per Cu fraction and, for Cu64Zr36, per temperature band, and the held-out glasses relaxed at zero
+  pressure with each calculator (their volume difference: how the model's density differs);
 * ``b2``: B2 CuZr lattice constant (energy minimum, Å), phonons (overlaid plot; frequencies
   at Γ, X, M, R) and elastic constants C11, C12, C44 (GPa), each calculator at its own lattice
   constant and again at the EAM's;
@@ -80,7 +80,7 @@ def pressure_bias(model_path) -> dict:
     """Model − EAM pressure (meV/Å³) on the liquids and glasses of the validation and test splits (frames the
     model was not fitted on): mean ± standard error per Cu fraction, and for Cu64Zr36 per temperature band.
     A mean offset dP makes the model's volume at zero pressure larger by about dP/B (1 meV/Å³ = 0.16 GPa;
-    B near 100 GPa): where it changes with temperature, the liquid and glass branches of V(T), and so Tg, move."""
+    B near 100 GPa), as far as the model's own trajectories visit structures like these (the EAM's)."""
     from equicalc import load_model
     from equicalc.data import read_frames
     from equicalc.evaluate import predict_frames
@@ -121,7 +121,10 @@ def relaxed_glass_volumes(calcs: dict, t_max: float = 300.0) -> dict:
         for name, calc in calcs.items():
             relaxed = atoms.copy()
             relaxed.calc = calc
-            FIRE(FrechetCellFilter(relaxed, hydrostatic_strain=True), logfile=None).run(fmax=0.005, steps=1000)
+            if not FIRE(FrechetCellFilter(relaxed, hydrostatic_strain=True), logfile=None).run(fmax=0.005,
+                                                                                              steps=1000):
+                raise RuntimeError(f"relaxed_glass_volumes: {name} left a {atoms.get_chemical_formula()} glass "
+                                   "unrelaxed after 1000 FIRE steps")
             volumes[name] = relaxed.get_volume()
         out.setdefault(f"{atoms.info['x_cu']:.2f}", []).append(100 * (volumes["model"] / volumes["EAM"] - 1))
     return {x: {"per_frame_pct": v, "mean_pct": float(np.mean(v))} for x, v in sorted(out.items())}
