@@ -76,18 +76,25 @@ AMORPHOUS_TYPES = ("liquid", "liquid_composition", "quench", "glass")
 T_BANDS = ((0, 750), (800, 1100), (1150, 1500), (1550, 2500))
 
 
+def held_out(config_types) -> list:
+    """The labelled frames (``read_frames``) of the validation and test splits, the frames no model was fitted
+    on, whose ``config_type`` is one of ``config_types``."""
+    from equicalc.data import read_frames
+
+    return [f for split in ("val", "test") for f in read_frames(HERE / f"{split}.extxyz.gz")
+            if f.atoms.info.get("config_type") in config_types]
+
+
 def pressure_bias(model_path) -> dict:
     """Model − EAM pressure (meV/Å³) on the liquids and glasses of the validation and test splits (frames the
     model was not fitted on): mean ± standard error per Cu fraction, and for Cu64Zr36 per temperature band.
     A mean offset dP makes the model's volume at zero pressure larger by about dP/B (1 meV/Å³ = 0.16 GPa;
     B near 100 GPa), as far as the model's own trajectories visit structures like these (the EAM's)."""
     from equicalc import load_model
-    from equicalc.data import read_frames
     from equicalc.evaluate import predict_frames
     from equicalc.models import model_path as resolve
 
-    frames = [f for split in ("val", "test") for f in read_frames(HERE / f"{split}.extxyz.gz")
-              if f.atoms.info.get("config_type") in AMORPHOUS_TYPES]
+    frames = held_out(AMORPHOUS_TYPES)
     arrays = predict_frames(load_model(resolve(model_path)), frames, batch_size=16)
     trace = arrays["stress_pred"].reshape(-1, 9)[:, ::4] - arrays["stress_ref"].reshape(-1, 9)[:, ::4]
     assert len(trace) == len(frames), "every liquid and glass frame has a stress"
@@ -110,11 +117,9 @@ def relaxed_glass_volumes(calcs: dict, t_max: float = 300.0) -> dict:
     atoms and an isotropically scaled cell, with each calculator: model − EAM volume (%) per Cu fraction, each
     frame's and their mean. The direct check of ``pressure_bias``'s dP/B."""
     from ase.filters import FrechetCellFilter
-    from ase.io import read
     from ase.optimize import FIRE
 
-    frames = [a for split in ("val", "test") for a in read(HERE / f"{split}.extxyz.gz", ":")
-              if a.info.get("config_type") in ("glass", "quench") and a.info["temperature"] <= t_max]
+    frames = [f.atoms for f in held_out(("glass", "quench")) if f.atoms.info["temperature"] <= t_max]
     out = {}
     for atoms in frames:
         volumes = {}
